@@ -1,0 +1,1 @@
+"""Connectors shipped with statesync (imported as ``statesync.connectors``)."""

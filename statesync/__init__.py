@@ -1,0 +1,1 @@
+"""statesync: resumable, observable, retry-safe chunked API syncs."""

@@ -1,0 +1,33 @@
+"""The one cattrs converter used wherever values cross into storage (Redis, SQLite).
+
+Loads tolerate unknown fields, so a record written by a newer statesync can still be
+read by an older one during a rolling deploy.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Final, TypeVar
+
+from cattrs.errors import BaseValidationError
+from cattrs.preconf.json import make_converter
+
+from statesync.errors import StoreError
+
+T = TypeVar("T")
+
+converter: Final = make_converter(forbid_extra_keys=False)
+converter.register_unstructure_hook(datetime, lambda d: d.isoformat())
+converter.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
+
+
+def dumps(value: object) -> str:
+    return json.dumps(converter.unstructure(value), separators=(",", ":"), sort_keys=True)
+
+
+def loads(raw: str | bytes, cls: type[T]) -> T:
+    try:
+        return converter.structure(json.loads(raw), cls)
+    except (BaseValidationError, ValueError, TypeError, KeyError) as exc:
+        raise StoreError(f"stored {cls.__name__} cannot be read: {exc}") from exc

@@ -1,0 +1,83 @@
+"""The connector plug-in point: one page request, token in, token out.
+
+A connector knows how to ask its API for one page given a :class:`FetchState`, and how
+to read the answer into a :class:`Page`. The chunk loop, checkpoints, retries and
+waiting are the engine's, written once in :mod:`statesync._chunk`.
+
+Implementations live in :mod:`statesync.connectors` (Stripe, Close, GraphQL); each
+passes the connector contract suite (``tests/connector_contract.py``).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable, Sequence
+
+from statesync._models import FetchState, Page, PageRequest, ResumableFetchOptions
+
+OnPage = Callable[[Page, FetchState], Awaitable[None]]
+"""Called after each page with the page and the state to resume from once it is stored."""
+
+
+class BaseConnector(abc.ABC):
+    """Base class of connectors (the seed's ``BaseConnector``).
+
+    ``name`` identifies the connector kind in job specs; ``account`` identifies the API
+    account (never the key itself) so rate budgets and concurrency keys can be shared.
+    """
+
+    name: str = "base"
+
+    @property
+    def account(self) -> str:
+        return self.name
+
+    def supports_resumable_fetching(self) -> bool:
+        """Whether :meth:`fetch_page` can resume from a checkpointed ``FetchState``.
+
+        A connector that returns ``False`` is run as one unchunked pass (the seed's
+        fallback): its pages are still written as they come, but a crash restarts it.
+        """
+        return True
+
+    @abc.abstractmethod
+    async def fetch_page(self, request: PageRequest) -> Page:
+        """Fetch the one page ``request.state`` points at.
+
+        Raises :class:`~statesync.errors.ConnectorError` subclasses for API failures.
+        """
+
+    def entities(self) -> Sequence[str]:
+        """Entities this connector offers by default (a job may name others)."""
+        return ()
+
+    def initial_state(self, options: ResumableFetchOptions) -> FetchState:
+        """Where a fresh fetch starts."""
+        return FetchState()
+
+    async def fetch_entity_chunk(
+        self, options: ResumableFetchOptions, on_page: OnPage | None = None
+    ) -> FetchState:
+        """Fetch up to ``options.max_iterations`` pages and return the state to resume from.
+
+        The seed's method, kept for callers that drive connectors by hand; the engine
+        uses :func:`statesync.perform_sync_chunk`, which also writes and checkpoints.
+        """
+        state = (options.state or self.initial_state(options)).new_chunk()
+        while state.has_more and state.iterations_in_chunk < options.max_iterations:
+            page = await self.fetch_page(
+                PageRequest(
+                    entity=options.entity,
+                    state=state,
+                    page_size=options.page_size,
+                    since=options.since,
+                    mode=options.mode,
+                )
+            )
+            state = state.advance(page)
+            if on_page is not None:
+                await on_page(page, state)
+        return state
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most connectors override
+        """Release connections."""

@@ -1,0 +1,63 @@
+"""The destination plug-in point: where fetched records land.
+
+Implementations: :mod:`statesync.destinations.memory` and
+:mod:`statesync.destinations.sqlite` (the embedded default). Each passes
+``tests/test_destination_contract.py``.
+
+The contract that makes resume exact:
+
+* :meth:`Destination.write_page` commits a page before it returns; the engine
+  checkpoints only afterwards. Records are upserted by id, so a page written twice
+  (after a crash between commit and checkpoint) leaves one row per record.
+* A full sync writes to a staging area private to its job; :meth:`Destination.finalize`
+  swaps it in atomically and is idempotent (a retried swap after a crash is a no-op),
+  so readers never see a partial table.
+* An incremental sync upserts into the live table. Either mode keeps the job's
+  high-water mark beside its pages (same transaction) and publishes it only in
+  :meth:`Destination.finalize`: a job abandoned half-way must not move the mark past
+  records it never fetched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from statesync._models import Record, SyncMode
+
+
+@runtime_checkable
+class Destination(Protocol):
+    async def prepare(self, job_id: str, entity: str, mode: SyncMode) -> None:
+        """Make ready to receive pages (create the job's staging table for a full sync).
+
+        Called before every chunk; must be idempotent and keep what earlier chunks of the
+        same job wrote.
+        """
+        ...
+
+    async def write_page(
+        self,
+        job_id: str,
+        entity: str,
+        mode: SyncMode,
+        records: Sequence[Record],
+        watermark: datetime | None,
+    ) -> None:
+        """Upsert ``records`` and raise the job's pending watermark; committed on return."""
+        ...
+
+    async def finalize(self, job_id: str, entity: str, mode: SyncMode) -> None:
+        """Swap the staging table in (full) and publish the watermark; idempotent."""
+        ...
+
+    async def discard(self, job_id: str, entity: str) -> None:
+        """Drop what a cancelled job staged; the live table is untouched."""
+        ...
+
+    async def watermark(self, entity: str) -> datetime | None:
+        """The high-water mark of the live data, where an incremental sync starts."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,287 @@
+"""The one exception tree of statesync, and the one place foreign exceptions are translated.
+
+Every error a user can meet derives from :class:`StatesyncError`. Connector errors carry an
+:class:`ErrorKind`, which is what retry policies key on. ``translate`` turns exceptions of
+httpx, stripe, gql and redis into this tree, so no other module needs to know them.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import time
+from collections.abc import Mapping
+
+
+class ErrorKind(enum.StrEnum):
+    """What went wrong with an API call, as far as retrying is concerned."""
+
+    RATE_LIMITED = "rate_limited"
+    TRANSIENT = "transient"
+    TIMEOUT = "timeout"
+    MALFORMED_RESPONSE = "malformed_response"
+    AUTH = "auth"
+    BAD_REQUEST = "bad_request"
+
+
+class StatesyncError(Exception):
+    """Base class of every error raised by statesync."""
+
+
+class ConfigurationError(StatesyncError):
+    """A setting, argument or configuration file is invalid."""
+
+
+class MissingExtraError(ConfigurationError, ImportError):
+    """An optional backend was asked for but its extra is not installed."""
+
+    def __init__(self, feature: str, extra: str, module: str) -> None:
+        super().__init__(
+            f"{feature} needs the {module!r} package: install it with "
+            f"`pip install 'statesync[{extra}]'`"
+        )
+        self.extra = extra
+
+
+class InvalidTransitionError(StatesyncError):
+    """A trigger was fired from a state that has no such transition."""
+
+    def __init__(self, entity: str, state: str, trigger: str) -> None:
+        super().__init__(
+            f"entity {entity!r} is in state {state!r}, which has no transition {trigger!r}"
+        )
+        self.entity = entity
+        self.state = state
+        self.trigger = trigger
+
+
+class StoreError(StatesyncError):
+    """The state store could not be read or written."""
+
+
+class ConflictError(StoreError):
+    """A write was based on a stale version of the entity record."""
+
+    def __init__(self, job_id: str, entity: str, expected: int, actual: int | None) -> None:
+        super().__init__(
+            f"stale write to job {job_id!r} entity {entity!r}: expected version {expected}, "
+            f"store has {actual}"
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class LeaseError(StoreError):
+    """Another worker drives this entity, or our lease on it has expired."""
+
+
+class UnknownJobError(StoreError):
+    """No job (or entity of a job) with that id is in the store."""
+
+
+class DestinationError(StatesyncError):
+    """The destination could not be written."""
+
+
+class ConnectorError(StatesyncError):
+    """An API call failed. ``kind`` says how, and so whether to retry."""
+
+    kind: ErrorKind = ErrorKind.TRANSIENT
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        entity: str | None = None,
+        request: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        where = " ".join(p for p in (f"entity {entity!r}" if entity else "", request or "") if p)
+        super().__init__(f"{message} ({where})" if where else message)
+        self.message = message
+        self.entity = entity
+        self.request = request
+        self.status = status
+        self.retry_after = retry_after
+
+    def with_context(self, entity: str, request: str | None) -> ConnectorError:
+        """The same error, naming the entity and request it happened on."""
+        if self.entity is not None:
+            return self
+        new = type(self)(
+            self.message,
+            entity=entity,
+            request=request or self.request,
+            status=self.status,
+            retry_after=self.retry_after,
+        )
+        new.__cause__ = self.__cause__ or self
+        return new
+
+
+class RateLimitedError(ConnectorError):
+    kind = ErrorKind.RATE_LIMITED
+
+
+class TransientError(ConnectorError):
+    kind = ErrorKind.TRANSIENT
+
+
+class APITimeoutError(TransientError):
+    kind = ErrorKind.TIMEOUT
+
+
+class AuthError(ConnectorError):
+    kind = ErrorKind.AUTH
+
+
+class BadRequestError(ConnectorError):
+    kind = ErrorKind.BAD_REQUEST
+
+
+class MalformedResponseError(ConnectorError):
+    kind = ErrorKind.MALFORMED_RESPONSE
+
+
+_BY_KIND: Mapping[ErrorKind, type[ConnectorError]] = {
+    cls.kind: cls
+    for cls in (
+        RateLimitedError,
+        TransientError,
+        APITimeoutError,
+        AuthError,
+        BadRequestError,
+        MalformedResponseError,
+    )
+}
+
+
+def error_for_kind(kind: ErrorKind) -> type[ConnectorError]:
+    return _BY_KIND[kind]
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date).
+
+    ``0``, a negative delay, a date in the past and garbage all mean "no hint": returning
+    0 would make a client hammer a server that asked it to slow down.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return seconds if seconds > 0 else None
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    retry_after: float | None = None,
+    request: str | None = None,
+) -> ConnectorError:
+    """Classify an HTTP error answer the way every connector should."""
+    cls: type[ConnectorError]
+    if status == 429:
+        cls = RateLimitedError
+    elif status in (401, 403):
+        cls = AuthError
+    elif status == 408 or status >= 500:
+        cls = TransientError
+    else:
+        cls = BadRequestError
+    return cls(message, status=status, retry_after=retry_after, request=request)
+
+
+def translate(exc: BaseException, *, request: str | None = None) -> StatesyncError:
+    """Turn an exception from httpx, stripe, gql or redis into statesync's tree.
+
+    Exceptions already in the tree pass through. Unknown ones become a transient
+    ``ConnectorError`` only when they are network errors; anything else is re-raised by
+    the caller, since a bug must not be retried as if it were a flaky API.
+    """
+    if isinstance(exc, StatesyncError):
+        return exc
+    for translator in (_from_httpx, _from_stripe, _from_gql, _from_redis):
+        out = translator(exc, request)
+        if out is not None:
+            out.__cause__ = exc
+            return out
+    raise exc
+
+
+def _from_httpx(exc: BaseException, request: str | None) -> StatesyncError | None:
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - httpx is a core dependency
+        return None
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(f"request timed out: {type(exc).__name__}", request=request)
+    if isinstance(exc, httpx.TransportError):
+        return TransientError(f"network error: {type(exc).__name__}", request=request)
+    if isinstance(exc, httpx.HTTPStatusError):
+        resp = exc.response
+        return error_for_status(
+            resp.status_code,
+            f"HTTP {resp.status_code}",
+            retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+            request=request,
+        )
+    return None
+
+
+def _from_stripe(exc: BaseException, request: str | None) -> StatesyncError | None:
+    try:
+        import stripe
+    except ImportError:
+        return None
+    if not isinstance(exc, stripe.StripeError):
+        return None
+    status = exc.http_status
+    headers = exc.headers or {}
+    retry_after = parse_retry_after(headers.get("Retry-After") or headers.get("retry-after"))
+    # Stripe's messages never contain the full key, but its str() can include
+    # the request id; the user message is enough and safe to log.
+    message = f"stripe {type(exc).__name__}: {exc.user_message or 'no message'}"
+    if isinstance(exc, stripe.RateLimitError):
+        return RateLimitedError(message, status=status, retry_after=retry_after, request=request)
+    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        return AuthError(message, status=status, request=request)
+    if isinstance(exc, stripe.APIConnectionError):
+        return TransientError(message, status=status, request=request)
+    if status is not None:
+        return error_for_status(status, message, retry_after=retry_after, request=request)
+    return TransientError(message, request=request)
+
+
+def _from_gql(exc: BaseException, request: str | None) -> StatesyncError | None:
+    try:
+        from gql.transport import exceptions as gqlx
+    except ImportError:
+        return None
+    if isinstance(exc, gqlx.TransportServerError):
+        code = exc.code or 500
+        return error_for_status(code, f"GraphQL server answered HTTP {code}", request=request)
+    if isinstance(exc, gqlx.TransportProtocolError):
+        return MalformedResponseError(f"not a GraphQL response: {exc}", request=request)
+    if isinstance(exc, gqlx.TransportError):
+        return TransientError(f"GraphQL transport error: {type(exc).__name__}", request=request)
+    return None
+
+
+def _from_redis(exc: BaseException, request: str | None) -> StatesyncError | None:
+    try:
+        import redis.exceptions as rx
+    except ImportError:
+        return None
+    if isinstance(exc, rx.RedisError):
+        return StoreError(f"redis: {type(exc).__name__}: {exc}")
+    return None

@@ -1,0 +1,238 @@
+"""Thread-safe fault injection: latency, rate limits, random errors, scripted rules.
+
+Randomness comes from one ``random.Random(seed)`` with exactly one draw per API
+request, so a single-threaded client sees the same faults on every run.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+
+from ._dataset import Where
+
+FaultKind = Literal["status", "malformed", "truncated", "missing_data", "drop"]
+_KINDS = ("status", "malformed", "truncated", "missing_data", "drop")
+_WHERES = ("head", "tail", "random")
+
+
+def _frozen_headers(value: Mapping[str, str]) -> Mapping[str, str]:
+    return dict(value)
+
+
+def _check_rate(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name} must be within [0, 1], got {value}")
+
+
+@attrs.frozen
+class FaultRule:
+    """Answer the ``nth`` .. ``nth + times - 1`` requests matching ``path_prefix``.
+
+    ``path_prefix=None`` matches every API request.  ``kind`` is ``status``
+    (answer ``status`` with ``headers`` and ``body``, or the API's error JSON),
+    ``malformed``/``truncated``/``missing_data`` (a broken 200) or ``drop``
+    (close the connection without answering).
+    """
+
+    path_prefix: str | None
+    nth: int = attrs.field(validator=attrs.validators.ge(1))
+    times: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    status: int = 500
+    headers: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_headers)
+    body: str | None = None
+    kind: FaultKind = attrs.field(default="status", validator=attrs.validators.in_(_KINDS))
+
+
+@attrs.frozen
+class MutationRule:
+    """Change ``entity`` right after the ``after_request``-th API request is answered."""
+
+    entity: str
+    after_request: int = attrs.field(validator=attrs.validators.ge(0))
+    insert: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    update: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    delete: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    where: Where = attrs.field(default="head", validator=attrs.validators.in_(_WHERES))
+
+
+@attrs.frozen
+class FaultSettings:
+    """Continuous faults; ``rate_limit`` is requests/second per API key."""
+
+    latency: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
+    rate_limit: float | None = None
+    burst: int | None = None
+    retry_after: int = attrs.field(default=1, validator=attrs.validators.ge(0))
+    error_rate: float = attrs.field(default=0.0, validator=_check_rate)
+    malformed_rate: float = attrs.field(default=0.0, validator=_check_rate)
+    truncated_rate: float = attrs.field(default=0.0, validator=_check_rate)
+    missing_data_rate: float = attrs.field(default=0.0, validator=_check_rate)
+
+
+@attrs.frozen
+class FaultDecision:
+    """What to do with one request; ``kind=None`` means serve it normally."""
+
+    kind: FaultKind | Literal["rate_limit", "error"] | None = None
+    status: int = 200
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    body: str | None = None
+
+
+_NO_FAULT = FaultDecision()
+
+
+@attrs.define
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class FaultInjector:
+    """Holds the fault configuration and decides the fate of each API request."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._seed = seed
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to no faults, fresh counters, fresh random sequence."""
+        with self._lock:
+            self._settings = FaultSettings()
+            self._rules: list[FaultRule] = []
+            self._hits: list[int] = []
+            self._mutations: list[MutationRule] = []
+            self._buckets: dict[str | None, _Bucket] = {}
+            self._rng = random.Random(self._seed)
+
+    @property
+    def settings(self) -> FaultSettings:
+        return self._settings
+
+    @property
+    def rules(self) -> list[FaultRule]:
+        with self._lock:
+            return list(self._rules)
+
+    @property
+    def mutations(self) -> list[MutationRule]:
+        with self._lock:
+            return list(self._mutations)
+
+    def configure(self, **changes: Any) -> FaultSettings:
+        """Change some settings, e.g. ``configure(latency=0.05, error_rate=0.1)``."""
+        with self._lock:
+            self._settings = attrs.evolve(self._settings, **changes)
+            if "rate_limit" in changes or "burst" in changes:
+                self._buckets.clear()
+            return self._settings
+
+    def add_rule(self, rule: FaultRule) -> None:
+        with self._lock:
+            self._rules.append(rule)
+            self._hits.append(0)
+
+    def add_mutation(self, rule: MutationRule) -> None:
+        with self._lock:
+            self._mutations.append(rule)
+
+    def clear_rules(self) -> None:
+        with self._lock:
+            self._rules.clear()
+            self._hits.clear()
+            self._mutations.clear()
+
+    def decide(self, path: str, key_id: str | None) -> FaultDecision:
+        """Count the request against every rule and pick at most one fault."""
+        with self._lock:
+            draw = self._rng.random()
+            fired = self._scripted(path)
+            if fired is not None:
+                return fired
+            if not self._take_token(key_id):
+                retry = {"Retry-After": str(self._settings.retry_after)}
+                return FaultDecision("rate_limit", 429, retry)
+            return self._random(draw)
+
+    def due_mutations(self, request_number: int) -> list[MutationRule]:
+        """Remove and return the mutation rules due once request ``request_number`` is done."""
+        with self._lock:
+            due = [m for m in self._mutations if m.after_request <= request_number]
+            self._mutations = [m for m in self._mutations if m.after_request > request_number]
+            return due
+
+    def _scripted(self, path: str) -> FaultDecision | None:
+        fired: FaultDecision | None = None
+        for position, rule in enumerate(self._rules):
+            if rule.path_prefix is not None and not path.startswith(rule.path_prefix):
+                continue
+            self._hits[position] += 1
+            hit = self._hits[position]
+            if fired is None and rule.nth <= hit < rule.nth + rule.times:
+                fired = FaultDecision(rule.kind, rule.status, rule.headers, rule.body)
+        return fired
+
+    def _take_token(self, key_id: str | None) -> bool:
+        rate = self._settings.rate_limit
+        if rate is None or rate <= 0:
+            return True
+        burst = float(self._settings.burst or max(1, round(rate)))
+        now = time.monotonic()
+        bucket = self._buckets.setdefault(key_id, _Bucket(burst, now))
+        bucket.tokens = min(burst, bucket.tokens + (now - bucket.updated) * rate)
+        bucket.updated = now
+        if bucket.tokens < 1.0:
+            return False
+        bucket.tokens -= 1.0
+        return True
+
+    def _random(self, draw: float) -> FaultDecision:
+        s = self._settings
+        if draw < s.error_rate:
+            # The lower half of the error band answers 500, the upper half 503.
+            return FaultDecision("error", 500 if draw < s.error_rate / 2 else 503)
+        edge = s.error_rate
+        for kind, rate in (
+            ("malformed", s.malformed_rate),
+            ("truncated", s.truncated_rate),
+            ("missing_data", s.missing_data_rate),
+        ):
+            if edge <= draw < edge + rate:
+                return FaultDecision(kind, 200)  # type: ignore[arg-type]
+            edge += rate
+        return _NO_FAULT
+
+    def to_json(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                **attrs.asdict(self._settings),
+                "rules": [attrs.asdict(rule) for rule in self._rules],
+                "rule_hits": list(self._hits),
+                "mutations": [attrs.asdict(rule) for rule in self._mutations],
+            }
+
+    def apply_json(self, payload: Mapping[str, Any]) -> None:
+        """HTTP form: settings fields replace, ``rules``/``mutations`` are appended.
+
+        ``{"clear_rules": true}`` drops earlier rules and mutations first.
+        """
+        if payload.get("clear_rules"):
+            self.clear_rules()
+        rules = [FaultRule(**rule) for rule in payload.get("rules", [])]
+        mutations = [MutationRule(**rule) for rule in payload.get("mutations", [])]
+        names = {field.name for field in attrs.fields(FaultSettings)}
+        unknown = set(payload) - names - {"rules", "mutations", "clear_rules"}
+        if unknown:
+            raise ValueError(f"unknown fault settings: {sorted(unknown)}")
+        self.configure(**{k: v for k, v in payload.items() if k in names})
+        for rule in rules:
+            self.add_rule(rule)
+        for mutation in mutations:
+            self.add_mutation(mutation)
