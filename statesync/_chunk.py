@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 from attrs import frozen
 
+from statesync._failpoints import crash_point
 from statesync._machine import next_state
 from statesync._models import (
     EntityRecord,
@@ -105,7 +106,9 @@ class _Chunk:
             **changes,
         )
         transition = TransitionRecord(trigger, rec.state, dest, now, new.chunk_index, error)
+        crash_point("before_transition")
         await self.store.save(new, transition=transition, lease=self.lease)
+        crash_point("after_transition")
         self.rec = new
         if self.emitter:
             self.emitter.emit(
@@ -210,7 +213,9 @@ async def _fetch_pages(
     while run.rec.fetch_state.has_more and not _chunk_full(run.rec, connector, policy):
         rec = run.rec
         request = PageRequest(rec.entity, rec.fetch_state, policy.page_size, rec.since, rec.mode)
+        crash_point("before_fetch")
         page = await connector.fetch_page(request)
+        crash_point("after_fetch")
         await _land_page(run, destination, page)
         if should_stop is not None and should_stop():
             return
@@ -220,6 +225,7 @@ async def _land_page(run: _Chunk, destination: Destination, page: Page) -> None:
     rec = run.rec
     mark = page.max_watermark()
     await destination.write_page(rec.job_id, rec.entity, rec.mode, page.records, mark)
+    crash_point("after_page_write")
     # Only now, with the page committed, may the checkpoint move past it.
     watermark = rec.watermark if mark is None or (rec.watermark and rec.watermark >= mark) else mark
     await run.save(
@@ -228,6 +234,7 @@ async def _land_page(run: _Chunk, destination: Destination, page: Page) -> None:
         total_hint=page.total if page.total is not None else rec.total_hint,
         watermark=watermark,
     )
+    crash_point("after_checkpoint")
     run.pages += 1
     run.records += len(page.records)
     if run.emitter:
@@ -246,6 +253,7 @@ async def _close_chunk(run: _Chunk, destination: Destination) -> None:
         return
     # Crash-safe: finalize is idempotent, and a crash before "complete" lands here again.
     await destination.finalize(rec.job_id, rec.entity, rec.mode)
+    crash_point("after_finalize")
     await run.fire("complete", chunk_index=rec.chunk_index + 1, attempts=0)
 
 
@@ -261,3 +269,23 @@ async def _record_failure(run: _Chunk, exc: ConnectorError, retry: RetryPolicy) 
     await run.fire("retry_chunk", error, attempts=attempt, last_error=error)
     run.emitter.emit(RetryScheduled(rec.job_id, rec.entity, rec.chunk_index, attempt, delay, error))
     run.retry_delay = delay
+
+
+async def apply_trigger(
+    store: StateStore,
+    job_id: str,
+    entity: str,
+    trigger: str,
+    *,
+    lease: Lease | None = None,
+    emitter: Emitter | None = None,
+    **changes: Any,
+) -> EntityRecord:
+    """Fire an operator's trigger (``resume``, ``cancel``) on an entity and persist it.
+
+    Raises :class:`~statesync.errors.InvalidTransitionError` when the entity's state has
+    no such transition.
+    """
+    run = _Chunk(await store.get_entity(job_id, entity), store, lease, emitter or Emitter())
+    await run.fire(trigger, **changes)
+    return run.rec

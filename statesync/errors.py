@@ -257,6 +257,13 @@ def _from_stripe(exc: BaseException, request: str | None) -> StatesyncError | No
         return AuthError(message, status=status, request=request)
     if isinstance(exc, stripe.APIConnectionError):
         return TransientError(message, status=status, request=request)
+    if status is not None and 200 <= status < 300:
+        # The SDK raises APIError for a 2xx body it cannot parse.
+        return MalformedResponseError(
+            f"stripe answered HTTP {status} with a body that is not a list object",
+            status=status,
+            request=request,
+        )
     if status is not None:
         return error_for_status(status, message, retry_after=retry_after, request=request)
     return TransientError(message, request=request)

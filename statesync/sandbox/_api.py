@@ -76,8 +76,11 @@ class ApiPlugin(Protocol):
         """Return an error response when the request's credentials are wrong."""
         ...
 
-    def error_response(self, status: int, retry_after: int | None = None) -> ApiResponse:
-        """An API-shaped error body for an injected status (429, 500, ...)."""
+    def error_response(self, status: int) -> ApiResponse:
+        """An API-shaped error body for an injected status (429, 500, ...).
+
+        The server adds the fault's headers (e.g. ``Retry-After``) itself.
+        """
         ...
 
     def entity_of(self, path: str) -> str | None:

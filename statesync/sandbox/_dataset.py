@@ -185,6 +185,8 @@ class EntityStore:
             return ids
 
     def _resolve(self, targets: Sequence[str] | int, where: Where) -> list[str]:
+        if isinstance(targets, str):  # one id, not a sequence of one-letter ids
+            targets = [targets]
         if not isinstance(targets, int):
             ids = list(dict.fromkeys(targets))
             for record_id in ids:

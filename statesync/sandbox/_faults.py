@@ -63,11 +63,19 @@ class MutationRule:
 
 @attrs.frozen
 class FaultSettings:
-    """Continuous faults; ``rate_limit`` is requests/second per API key."""
+    """Continuous faults; ``rate_limit`` is requests/second per API key.
+
+    ``burst`` defaults to ``rate_limit`` rounded (at least 1); the ``*_rate``
+    fields are shares of requests in [0, 1] and are drawn from one band each.
+    """
 
     latency: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
-    rate_limit: float | None = None
-    burst: int | None = None
+    rate_limit: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0.0))
+    )
+    burst: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(1))
+    )
     retry_after: int = attrs.field(default=1, validator=attrs.validators.ge(0))
     error_rate: float = attrs.field(default=0.0, validator=_check_rate)
     malformed_rate: float = attrs.field(default=0.0, validator=_check_rate)
@@ -126,10 +134,14 @@ class FaultInjector:
         with self._lock:
             return list(self._mutations)
 
-    def configure(self, **changes: Any) -> FaultSettings:
-        """Change some settings, e.g. ``configure(latency=0.05, error_rate=0.1)``."""
+    def configure(self, **changes: object) -> FaultSettings:
+        """Change some settings, e.g. ``configure(latency=0.05, error_rate=0.1)``.
+
+        Validation is done by ``FaultSettings`` (unknown names raise ``TypeError``).
+        """
+        fields: dict[str, Any] = dict(changes)
         with self._lock:
-            self._settings = attrs.evolve(self._settings, **changes)
+            self._settings = attrs.evolve(self._settings, **fields)
             if "rate_limit" in changes or "burst" in changes:
                 self._buckets.clear()
             return self._settings
@@ -181,7 +193,7 @@ class FaultInjector:
 
     def _take_token(self, key_id: str | None) -> bool:
         rate = self._settings.rate_limit
-        if rate is None or rate <= 0:
+        if rate is None:
             return True
         burst = float(self._settings.burst or max(1, round(rate)))
         now = time.monotonic()

@@ -119,19 +119,12 @@ class StripeApi:
             return StripeError(401, message).response(entity)
         return None
 
-    def error_response(self, status: int, retry_after: int | None = None) -> ApiResponse:
+    def error_response(self, status: int) -> ApiResponse:
         error_type, message = _STATUS_ERRORS.get(
             status, ("api_error", "An unknown error occurred in the sandbox.")
         )
         code = "rate_limit" if status == 429 else None
-        response = StripeError(status, message, code=code, error_type=error_type).response()
-        if retry_after is None:
-            return response
-        return ApiResponse(
-            status=response.status,
-            body=response.body,
-            headers={"Retry-After": str(retry_after)},
-        )
+        return StripeError(status, message, code=code, error_type=error_type).response()
 
     def handle(self, request: ApiRequest, dataset: Dataset) -> ApiResponse:
         parts = request.path[len(self.prefix) :].split("/")

@@ -1,0 +1,263 @@
+"""The local runner: drives chunks in-process, entities concurrently, and waits out retries.
+
+It owns no sync logic: every decision is :func:`statesync.perform_sync_chunk`'s. The
+runner takes a lease per entity (so two workers never drive one entity), renews it while
+working, sleeps the delays the retry policy asks for, and stops cleanly after the current
+page's checkpoint when asked (SIGINT/SIGTERM through :meth:`LocalRunner.install_signal_handlers`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+
+from attrs import frozen
+
+from statesync._chunk import ChunkOutcome, apply_trigger, perform_sync_chunk
+from statesync._models import EntityRecord, JobSpec, Lease, SyncMode, SyncState
+from statesync._policy import ChunkPolicy, RetryPolicy
+from statesync.connector import BaseConnector
+from statesync.destination import Destination
+from statesync.errors import LeaseError
+from statesync.events import Emitter, JobFinished, Listener, RateLimitWait
+from statesync.store import StateStore
+
+_log = logging.getLogger("statesync.local")
+
+PolicyFor = Callable[[str], RetryPolicy]
+
+
+@frozen
+class EntityResult:
+    entity: str
+    state: SyncState
+    records: int
+    chunks: int
+    error: str | None = None
+    note: str | None = None
+
+
+@frozen
+class JobResult:
+    job_id: str
+    entities: tuple[EntityResult, ...]
+    interrupted: bool
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and all(e.state is SyncState.COMPLETE for e in self.entities)
+
+
+class LocalRunner:
+    """Runs sync jobs in this process.
+
+    ``retry_policy`` may be one policy or a function from entity name to policy.
+    ``lease_wait`` is how long to wait for an entity another worker holds before giving
+    up on it (``None``: wait as long as it takes).
+    """
+
+    def __init__(
+        self,
+        *,
+        connector: BaseConnector,
+        store: StateStore,
+        destination: Destination,
+        chunk_policy: ChunkPolicy | None = None,
+        retry_policy: RetryPolicy | PolicyFor | None = None,
+        concurrency: int = 4,
+        listeners: Iterable[Listener] = (),
+        owner: str | None = None,
+        lease_wait: float | None = 0.0,
+    ) -> None:
+        self.connector = connector
+        self.store = store
+        self.destination = destination
+        self.chunk_policy = chunk_policy or ChunkPolicy()
+        self._retry = retry_policy or RetryPolicy()
+        self._sem = asyncio.Semaphore(concurrency)
+        self._emitter = Emitter(listeners)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease_wait = lease_wait
+        self._stop = asyncio.Event()
+
+    def retry_policy_for(self, entity: str) -> RetryPolicy:
+        return self._retry if isinstance(self._retry, RetryPolicy) else self._retry(entity)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Finish the current page's checkpoint, then stop every entity."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop)
+
+    # -- jobs --------------------------------------------------------------------
+
+    async def create_job(
+        self,
+        entities: Sequence[str],
+        *,
+        mode: SyncMode = SyncMode.FULL,
+        job_id: str | None = None,
+        params: Mapping[str, object] | None = None,
+    ) -> str:
+        """Record a new job; incremental entities start from the destination's watermark."""
+        job_id = job_id or f"job-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+        now = datetime.now(UTC)
+        spec = JobSpec(job_id, self.connector.name, tuple(entities), mode, dict(params or {}), now)
+        records = [
+            EntityRecord(
+                job_id=job_id,
+                entity=entity,
+                mode=mode,
+                since=await self._since(entity, mode),
+                created_at=now,
+                updated_at=now,
+                state_since=now,
+            )
+            for entity in entities
+        ]
+        await self.store.create_job(spec, records)
+        return job_id
+
+    async def _since(self, entity: str, mode: SyncMode) -> datetime | None:
+        if mode is SyncMode.FULL:
+            return None
+        return await self.destination.watermark(entity)
+
+    async def sync(
+        self, entities: Sequence[str], *, mode: SyncMode = SyncMode.FULL, job_id: str | None = None
+    ) -> JobResult:
+        return await self.run(await self.create_job(entities, mode=mode, job_id=job_id))
+
+    async def run(self, job_id: str, *, retry_failed: bool = False) -> JobResult:
+        """Drive every unfinished entity of ``job_id`` until it ends or a stop is asked."""
+        spec = await self.store.get_job(job_id)
+        if retry_failed:
+            await self._resume_failed(job_id)
+        results = await asyncio.gather(*(self._guarded(job_id, e) for e in spec.entities))
+        if not self.stopping:
+            await self.store.finish_job(job_id)
+        self._emitter.emit(JobFinished(job_id, tuple((r.entity, r.state) for r in results)))
+        return JobResult(job_id, tuple(results), self.stopping)
+
+    async def _resume_failed(self, job_id: str) -> None:
+        for rec in await self.store.list_entities(job_id):
+            if rec.state is SyncState.FAILED:
+                await apply_trigger(
+                    self.store, job_id, rec.entity, "resume", emitter=self._emitter, attempts=0
+                )
+
+    # -- one entity --------------------------------------------------------------
+
+    async def _guarded(self, job_id: str, entity: str) -> EntityResult:
+        async with self._sem:
+            lease = await self._acquire(job_id, entity)
+            if lease is None:
+                rec = await self.store.get_entity(job_id, entity)
+                return _result(rec, note=f"another worker holds the lease on {entity!r}")
+            keeper = _LeaseKeeper(self.store, lease, self.chunk_policy.lease_ttl)
+            try:
+                return await self._drive(job_id, entity, keeper)
+            except LeaseError as exc:
+                rec = await self.store.get_entity(job_id, entity)
+                return _result(rec, note=f"lease lost: {exc}")
+            finally:
+                await keeper.release()
+
+    async def _acquire(self, job_id: str, entity: str) -> Lease | None:
+        ttl = self.chunk_policy.lease_ttl
+        loop = asyncio.get_running_loop()
+        deadline = None if self.lease_wait is None else loop.time() + self.lease_wait
+        while True:
+            lease = await self.store.acquire_lease(job_id, entity, self.owner, ttl)
+            if lease is not None or (deadline is not None and loop.time() >= deadline):
+                return lease
+            if await self._sleep(min(1.0, ttl / 4)):
+                return None
+
+    async def _drive(self, job_id: str, entity: str, keeper: _LeaseKeeper) -> EntityResult:
+        retry = self.retry_policy_for(entity)
+        while not self.stopping:
+            out = await perform_sync_chunk(
+                job_id=job_id,
+                entity=entity,
+                connector=self.connector,
+                store=self.store,
+                destination=self.destination,
+                chunk_policy=self.chunk_policy,
+                retry_policy=retry,
+                lease=keeper.current(),
+                should_stop=lambda: self.stopping,
+                emitter=self._emitter,
+            )
+            if out.finished or out.interrupted:
+                break
+            if out.retry_in is not None:
+                await self._wait_retry(out)
+        return _result(await self.store.get_entity(job_id, entity))
+
+    async def _wait_retry(self, out: ChunkOutcome) -> None:
+        assert out.retry_in is not None
+        if out.error is not None and out.error.kind == "rate_limited":
+            self._emitter.emit(RateLimitWait(out.job_id, out.entity, out.retry_in))
+        _log.info("retrying %s chunk %d in %.2fs", out.entity, out.chunk_index, out.retry_in)
+        await self._sleep(out.retry_in)
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep, waking early on a stop request; True when stopped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+        return self.stopping
+
+
+class _LeaseKeeper:
+    """Holds one entity's lease and renews it in the background while work goes on."""
+
+    def __init__(self, store: StateStore, lease: Lease, ttl: float) -> None:
+        self._store = store
+        self._lease = lease
+        self._ttl = ttl
+        self._task = asyncio.create_task(self._renew())
+
+    def current(self) -> Lease:
+        if self._task.done() and not self._task.cancelled():
+            self._task.result()  # raises the LeaseError that ended renewal
+        return self._lease
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self._ttl / 3)
+            self._lease = await self._store.renew_lease(self._lease, self._ttl)
+
+    async def release(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, LeaseError):
+            await self._task
+        with contextlib.suppress(LeaseError):
+            await self._store.release_lease(self._lease)
+
+
+def _result(rec: EntityRecord, note: str | None = None) -> EntityResult:
+    return EntityResult(
+        entity=rec.entity,
+        state=rec.state,
+        records=rec.records,
+        chunks=rec.chunk_index,
+        error=rec.last_error.message if rec.last_error else None,
+        note=note,
+    )

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Creates .venv and installs statesync with every extra and the dev tools.
+# Strict editable mode gives type checkers and editors the installed layout, where
+# connectors/ and adapters/ appear as statesync.connectors and statesync.adapters.
+# Re-run after adding a module (strict mode links the files that existed at install).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip 2>/dev/null || true
+.venv/bin/python -m pip install -q -e '.[dev]' --config-settings editable_mode=strict

@@ -1,0 +1,252 @@
+"""The ``statesync`` command line: demo, run, resume, status, sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from statesync._display import ChunkLines, status_rows, status_table
+from statesync._models import SyncMode
+from statesync._open import CONNECTORS, open_connector, open_destination, open_store
+from statesync._policy import ChunkPolicy, RetryPolicy
+from statesync.errors import StatesyncError
+
+T = TypeVar("T")
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_BUSY = 0, 1, 3, 75
+DEFAULT_STORE = "sqlite:///statesync-state.db"
+DEFAULT_DEST = "sqlite:///statesync-data.db"
+API_KEY_ENV = "STATESYNC_API_KEY"
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _run(make: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(make())  # type: ignore[arg-type]
+    except StatesyncError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+@click.version_option(package_name="statesync")
+def main() -> None:
+    """Resumable, observable, retry-safe chunked API syncs."""
+
+
+def _common(f: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--store",
+            default=DEFAULT_STORE,
+            show_default=True,
+            help="State store: sqlite:///path, redis://host:port/db or memory:.",
+        ),
+        click.option(
+            "--dest", default=DEFAULT_DEST, show_default=True, help="Destination: sqlite:///path."
+        ),
+        click.option(
+            "--max-iterations", default=10, show_default=True, help="API calls per chunk."
+        ),
+        click.option("--page-size", default=100, show_default=True),
+        click.option(
+            "--concurrency", default=4, show_default=True, help="Entities synced at once."
+        ),
+        click.option(
+            "--attempts",
+            default=5,
+            show_default=True,
+            help="Tries per chunk before an entity fails.",
+        ),
+        click.option(
+            "--wait-lease",
+            "lease_wait",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="Seconds to wait for an entity another worker drives.",
+        ),
+        click.option(
+            "--lease-ttl",
+            type=float,
+            default=60.0,
+            show_default=True,
+            help="Seconds a dead worker's lease blocks others.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@main.command()
+@click.option("--connector", type=click.Choice(CONNECTORS), default="stripe", show_default=True)
+@click.option("--base-url", default=None, help="API base URL (e.g. the sandbox's).")
+@click.option("--entity", "entities", multiple=True, required=True, help="Repeat per entity.")
+@click.option("--mode", type=click.Choice([m.value for m in SyncMode]), default="full")
+@click.option("--job-id", default=None)
+@_common
+def run(
+    connector: str,
+    base_url: str | None,
+    entities: tuple[str, ...],
+    mode: str,
+    job_id: str | None,
+    **opts: Any,
+) -> None:
+    """Start a sync job. The API key comes from $STATESYNC_API_KEY."""
+
+    async def go() -> int:
+        params = {"base_url": base_url} if base_url else {}
+        runner = _runner(connector, params, entities, **opts)
+        async with _closing(runner):
+            job = await runner.create_job(
+                entities, mode=SyncMode(mode), job_id=job_id, params=params
+            )
+            _console().print(f"job {job}")
+            return await _drive(runner, job, retry_failed=False)
+
+    sys.exit(_run(go))
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--retry-failed", is_flag=True, help="Resume entities that had failed too.")
+@_common
+def resume(job_id: str, retry_failed: bool, **opts: Any) -> None:
+    """Resume a job where it stopped (after Ctrl-C, a crash or a failure)."""
+
+    async def go() -> int:
+        store = open_store(opts["store"])
+        spec = await store.get_job(job_id)
+        await store.aclose()
+        runner = _runner(spec.connector, spec.params, spec.entities, **opts)
+        async with _closing(runner):
+            return await _drive(runner, job_id, retry_failed=retry_failed)
+
+    sys.exit(_run(go))
+
+
+def _runner(
+    connector: str,
+    params: Any,
+    entities: tuple[str, ...] | Any,
+    *,
+    store: str,
+    dest: str,
+    max_iterations: int,
+    page_size: int,
+    concurrency: int,
+    attempts: int,
+    lease_wait: float,
+    lease_ttl: float,
+) -> Any:
+    from statesync.adapters.local import LocalRunner
+
+    return LocalRunner(
+        connector=open_connector(connector, os.environ.get(API_KEY_ENV), params, entities),
+        store=open_store(store),
+        destination=open_destination(dest),
+        chunk_policy=ChunkPolicy(max_iterations, page_size, lease_ttl),
+        retry_policy=RetryPolicy(attempts=attempts),
+        concurrency=concurrency,
+        listeners=[ChunkLines(_console())],
+        lease_wait=lease_wait,
+    )
+
+
+class _closing:
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+
+    async def __aenter__(self) -> Any:
+        return self.runner
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runner.connector.aclose()
+        await self.runner.destination.aclose()
+        await self.runner.store.aclose()
+
+
+async def _drive(runner: Any, job_id: str, *, retry_failed: bool) -> int:
+    runner.install_signal_handlers()
+    result = await runner.run(job_id, retry_failed=retry_failed)
+    console = _console()
+    console.print(status_table(job_id, await runner.store.list_entities(job_id)))
+    for entity in result.entities:
+        if entity.note:
+            console.print(f"{entity.entity}: {entity.note}")
+    if result.interrupted:
+        console.print(f"interrupted; continue with: statesync resume {job_id}")
+        return EXIT_INTERRUPTED
+    if any(e.note and "lease" in e.note for e in result.entities):
+        return EXIT_BUSY
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+@main.command()
+@click.argument("job_id", required=False)
+@click.option("--store", default=DEFAULT_STORE, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(job_id: str | None, store: str, as_json: bool) -> None:
+    """Show a job's entities (or the recent jobs)."""
+
+    async def go() -> None:
+        st = open_store(store)
+        try:
+            if job_id is None:
+                for spec in await st.list_jobs(20):
+                    click.echo(f"{spec.job_id}  {spec.connector}  {','.join(spec.entities)}")
+                return
+            records = await st.list_entities(job_id)
+            if as_json:
+                click.echo(
+                    json.dumps({"job_id": job_id, "entities": status_rows(records)}, indent=2)
+                )
+            else:
+                _console().print(status_table(job_id, records))
+        finally:
+            await st.aclose()
+
+    _run(go)
+
+
+@main.command()
+@click.option("--port", default=12111, show_default=True)
+@click.option("--size", "sizes", multiple=True, help="entity=count, repeatable.")
+def sandbox(port: int, sizes: tuple[str, ...]) -> None:
+    """Serve the API emulator on loopback until interrupted."""
+    from statesync.sandbox import SandboxConfig, serve
+
+    config = SandboxConfig(port=port, sizes=_sizes(sizes)) if sizes else SandboxConfig(port=port)
+    serve(config)
+
+
+def _sizes(pairs: tuple[str, ...]) -> dict[str, int]:
+    out = {}
+    for pair in pairs:
+        name, _, count = pair.partition("=")
+        if not count.isdigit():
+            raise click.BadParameter(f"{pair!r} is not entity=count", param_hint="--size")
+        out[name] = int(count)
+    return out
+
+
+@main.command()
+@click.option("--db", default="statesync-demo.db", show_default=True, type=click.Path())
+@click.option("--records", default=250, show_default=True, help="Customers in the emulator.")
+def demo(db: str, records: int) -> None:
+    """Sync several Stripe entities from the built-in emulator into a SQLite file."""
+    from statesync._demo import run_demo
+
+    sys.exit(_run(lambda: run_demo(Path(db), records, _console())))

@@ -1,0 +1,104 @@
+"""What the CLI shows: a listener printing chunk lines, and job/entity tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from statesync._models import EntityRecord, SyncState
+from statesync.events import ChunkFinished, Event, RetryScheduled, TransitionEvent
+
+_STYLE = {
+    SyncState.COMPLETE: "green",
+    SyncState.FAILED: "bold red",
+    SyncState.FETCHING: "yellow",
+    SyncState.CHUNK_DONE: "cyan",
+    SyncState.PENDING: "dim",
+    SyncState.CANCELLED: "magenta",
+}
+
+
+class ChunkLines:
+    """A listener that prints one line per finished chunk, retry and failure."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, ChunkFinished):
+            self.console.print(
+                f"{event.entity:<16} chunk {event.chunk_index:>4}  {event.pages:>3} pages "
+                f"{event.records:>6} records  {event.duration:6.2f}s  -> {event.state.value}",
+                highlight=False,
+            )
+        elif isinstance(event, RetryScheduled):
+            self.console.print(
+                f"{event.entity:<16} chunk {event.chunk_index:>4}  attempt {event.attempt} "
+                f"failed ({event.cause.kind}); retry in {event.delay:.1f}s",
+                highlight=False,
+            )
+        elif isinstance(event, TransitionEvent) and event.dest is SyncState.FAILED:
+            message = event.error.message if event.error else "no error recorded"
+            self.console.print(f"{event.entity:<16} FAILED: {message}", highlight=False)
+
+
+def _ago(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "-"
+    seconds = (now - when).total_seconds()
+    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}m"
+
+
+def status_rows(records: Sequence[EntityRecord]) -> list[dict[str, Any]]:
+    """Per-entity status as plain data (the ``--json`` output and the table's source)."""
+    now = datetime.now(UTC)
+    rows = []
+    for r in records:
+        elapsed = (now - r.created_at).total_seconds() if r.created_at else None
+        rows.append(
+            {
+                "entity": r.entity,
+                "state": r.state.value,
+                "chunk": r.chunk_index,
+                "records": r.records,
+                "api_calls": r.api_calls,
+                "attempts": r.attempts,
+                "last_error": r.last_error.message if r.last_error else None,
+                "total": r.total_hint,
+                "time_in_state": _ago(r.state_since, now),
+                "elapsed_s": round(elapsed, 1) if elapsed is not None else None,
+            }
+        )
+    return rows
+
+
+def status_table(job_id: str, records: Sequence[EntityRecord]) -> Table:
+    table = Table(title=f"job {job_id}")
+    for col in (
+        "entity",
+        "state",
+        "chunk",
+        "records",
+        "API calls",
+        "attempts",
+        "in state",
+        "last error",
+    ):
+        table.add_column(col, overflow="fold")
+    for rec, row in zip(records, status_rows(records), strict=True):
+        style = _STYLE.get(rec.state, "")
+        table.add_row(
+            row["entity"],
+            f"[{style}]{row['state']}[/]",
+            str(row["chunk"]),
+            str(row["records"]),
+            str(row["api_calls"]),
+            str(row["attempts"]),
+            row["time_in_state"],
+            row["last_error"] or "",
+        )
+    return table

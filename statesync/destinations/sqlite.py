@@ -1,0 +1,333 @@
+"""The embedded default destination: one SQLite file, stdlib ``sqlite3``.
+
+Layout (see :mod:`statesync.destination` for the contract it implements):
+
+* one live table per entity, named after it: ``id TEXT PRIMARY KEY, data TEXT NOT NULL``
+  (the record's JSON), ``created_at``, ``updated_at``, ``synced_at`` (ISO-8601, UTC);
+* a full sync stages into ``_stg_{entity}_{job_key}`` (see
+  :mod:`statesync.destinations._names`), swapped in by :meth:`SQLiteDestination.finalize`
+  in one transaction (drop live, rename staging), so a reader sees the old table or the
+  new one, never a mix;
+* ``_statesync_watermarks_pending`` holds each job's mark, raised in the transaction of
+  every page; ``_statesync_watermarks`` holds the published ones; ``_statesync_swaps``
+  remembers finished swaps, which makes a retried ``finalize`` a no-op.
+
+All calls run on one connection in a worker thread (``asyncio.to_thread``), serialised
+by a lock; every write is one ``BEGIN IMMEDIATE`` ... ``COMMIT``.
+
+SQLite table names are case-insensitive: entities ``Users`` and ``users`` share a table,
+so give entities names that differ by more than case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import json.encoder
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from statesync._failpoints import crash_point
+from statesync._models import Record, SyncMode
+from statesync.destinations._names import (
+    iso,
+    job_key,
+    parse_iso,
+    quote,
+    staging_table,
+    validate_entity,
+)
+from statesync.errors import DestinationError
+
+_T = TypeVar("_T")
+_Row = tuple[str, str, str | None, str | None, str]
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS _statesync_watermarks ("
+    " entity TEXT PRIMARY KEY, watermark TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS _statesync_watermarks_pending ("
+    " job_key TEXT NOT NULL, entity TEXT NOT NULL, watermark TEXT NOT NULL,"
+    " PRIMARY KEY (job_key, entity))",
+    "CREATE TABLE IF NOT EXISTS _statesync_swaps ("
+    " job_key TEXT NOT NULL, entity TEXT NOT NULL, swapped_at TEXT NOT NULL,"
+    " PRIMARY KEY (job_key, entity))",
+)
+
+_RAISE_PENDING = (
+    "INSERT INTO _statesync_watermarks_pending (job_key, entity, watermark) VALUES (?, ?, ?)"
+    " ON CONFLICT (job_key, entity) DO UPDATE SET watermark = max(watermark, excluded.watermark)"
+)
+_GET_PENDING = (
+    "SELECT watermark FROM _statesync_watermarks_pending WHERE job_key = ? AND entity = ?"
+)
+_DROP_PENDING = "DELETE FROM _statesync_watermarks_pending WHERE job_key = ? AND entity = ?"
+_SWAPPED = "SELECT 1 FROM _statesync_swaps WHERE job_key = ? AND entity = ?"
+_RECORD_SWAP = "INSERT INTO _statesync_swaps (job_key, entity, swapped_at) VALUES (?, ?, ?)"
+_TABLE_EXISTS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+_GET_MARK = "SELECT watermark FROM _statesync_watermarks WHERE entity = ?"
+# Incremental: the published mark never moves backwards.
+_PUBLISH_MAX = (
+    "INSERT INTO _statesync_watermarks (entity, watermark) VALUES (?, ?)"
+    " ON CONFLICT (entity) DO UPDATE SET watermark = max(watermark, excluded.watermark)"
+)
+# Full: the live data was replaced, so its mark is the new data's, whatever it was.
+_PUBLISH_REPLACE = (
+    "INSERT INTO _statesync_watermarks (entity, watermark) VALUES (?, ?)"
+    " ON CONFLICT (entity) DO UPDATE SET watermark = excluded.watermark"
+)
+_FORGET_MARK = "DELETE FROM _statesync_watermarks WHERE entity = ?"
+
+
+def _create_table(table: str) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {quote(table)} (id TEXT PRIMARY KEY, data TEXT NOT NULL,"
+        " created_at TEXT, updated_at TEXT, synced_at TEXT)"
+    )
+
+
+def _upsert(table: str) -> str:
+    return (
+        f"INSERT INTO {quote(table)} (id, data, created_at, updated_at, synced_at)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET data = excluded.data,"
+        " created_at = excluded.created_at, updated_at = excluded.updated_at,"
+        " synced_at = excluded.synced_at"
+    )
+
+
+def _json_encoder() -> Callable[[Any], str]:
+    """A compact JSON encoder, same output as ``json.dumps(x, separators=(",", ":"))``.
+
+    ``json.dumps`` with arguments builds a ``JSONEncoder`` per call, and even
+    ``JSONEncoder.encode`` builds its C encoder per call; on the hot path we build the
+    C encoder once per page (it holds the circular-reference markers, so not shared).
+    """
+    base = json.JSONEncoder(separators=(",", ":"))
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - only Pythons built without _json
+        return base.encode
+    encode = make({}, base.default, json.encoder.encode_basestring_ascii, None, ":", ",",
+                  False, False, True)  # fmt: skip
+    join = "".join
+
+    def dumps(value: Any) -> str:
+        return join(encode(value, 0))
+
+    return dumps
+
+
+def _stamps(records: Sequence[Record]) -> dict[datetime | None, str | None]:
+    """ISO strings of the page's timestamps, each formatted once (many are shared)."""
+    moments = {r.created_at for r in records} | {r.updated_at for r in records}
+    out: dict[datetime | None, str | None] = {m: iso(m) for m in moments if m is not None}
+    out[None] = None
+    return out
+
+
+def _rows(records: Sequence[Record]) -> list[_Row]:
+    """The page as SQL parameters: one JSON encoding per record, nothing else heavy."""
+    synced, dumps, stamps = iso(datetime.now(UTC)), _json_encoder(), _stamps(records)
+    try:
+        return [
+            (r.id, dumps(r.data), stamps[r.created_at], stamps[r.updated_at], synced)
+            for r in records
+        ]
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise DestinationError(f"a record is not JSON-serialisable: {exc}") from exc
+
+
+class SQLiteDestination:
+    """Writes records into a SQLite file (WAL, ``synchronous=FULL``).
+
+    ``rows`` and ``staged`` are synchronous read helpers for tests and the demo.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        """Open (creating if needed) the database file; this blocks briefly."""
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._upserts: dict[str, str] = {}
+        try:
+            # Autocommit mode: transactions are opened explicitly in _transaction.
+            self._conn = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=30.0
+            )
+        except sqlite3.Error as exc:
+            raise DestinationError(f"cannot open sqlite destination {self.path}: {exc}") from exc
+        try:
+            self._setup()
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise DestinationError(f"cannot set up sqlite destination {self.path}: {exc}") from exc
+
+    def _setup(self) -> None:
+        conn = self._conn
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        with self._lock:
+            self._transaction(lambda c: [c.execute(sql) for sql in _SCHEMA])
+
+    # -- plumbing -------------------------------------------------------------
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``work`` in one write transaction; the caller holds the lock."""
+        conn = self._conn
+        # IMMEDIATE takes the write lock up front, so no upgrade deadlock can happen.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            out = work(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            # Also after a failed COMMIT: a transaction left open would wedge every later call.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return out
+
+    def _locked(self, work: Callable[[sqlite3.Connection], _T], write: bool) -> _T:
+        with self._lock:
+            try:
+                return self._transaction(work) if write else work(self._conn)
+            except sqlite3.Error as exc:
+                raise DestinationError(f"sqlite destination {self.path}: {exc}") from exc
+
+    async def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        return await asyncio.to_thread(self._locked, work, True)
+
+    async def _read(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        return await asyncio.to_thread(self._locked, work, False)
+
+    def _upsert_sql(self, table: str) -> str:
+        sql = self._upserts.get(table)
+        if sql is None:
+            sql = self._upserts[table] = _upsert(table)
+        return sql
+
+    # -- the Destination protocol ---------------------------------------------
+
+    async def prepare(self, job_id: str, entity: str, mode: SyncMode) -> None:
+        validate_entity(entity)
+        if mode is SyncMode.INCREMENTAL:
+            await self._write(lambda c: c.execute(_create_table(entity)))
+            return
+        key, stage = job_key(job_id), staging_table(entity, job_id)
+
+        def work(conn: sqlite3.Connection) -> None:
+            # After a crash between finalize and "complete", the engine prepares again:
+            # re-creating the staging table then would leave an orphan behind.
+            if conn.execute(_SWAPPED, (key, entity)).fetchone() is None:
+                conn.execute(_create_table(stage))
+
+        await self._write(work)
+
+    async def write_page(
+        self,
+        job_id: str,
+        entity: str,
+        mode: SyncMode,
+        records: Sequence[Record],
+        watermark: datetime | None,
+    ) -> None:
+        validate_entity(entity)
+        table = entity if mode is SyncMode.INCREMENTAL else staging_table(entity, job_id)
+        mark = (job_key(job_id), entity, iso(watermark)) if watermark is not None else None
+        # Encoding runs in the worker thread too, but outside the lock and transaction.
+        await asyncio.to_thread(self._write_page, self._upsert_sql(table), records, mark)
+
+    def _write_page(
+        self, sql: str, records: Sequence[Record], mark: tuple[str, str, str] | None
+    ) -> None:
+        rows = _rows(records)
+
+        def work(conn: sqlite3.Connection) -> None:
+            if rows:
+                conn.executemany(sql, rows)
+            if mark is not None:
+                conn.execute(_RAISE_PENDING, mark)
+            crash_point("in_page_write")  # statements run, COMMIT not yet
+
+        self._locked(work, write=True)
+
+    async def finalize(self, job_id: str, entity: str, mode: SyncMode) -> None:
+        validate_entity(entity)
+        key = job_key(job_id)
+        if mode is SyncMode.INCREMENTAL:
+            await self._write(lambda c: _publish(c, key, entity, _PUBLISH_MAX))
+            return
+        stage = staging_table(entity, job_id)
+
+        def work(conn: sqlite3.Connection) -> None:
+            _swap(conn, key, entity, stage)
+            crash_point("in_finalize")  # swapped inside the transaction, not committed
+
+        await self._write(work)
+
+    async def discard(self, job_id: str, entity: str) -> None:
+        validate_entity(entity)
+        key, stage = job_key(job_id), staging_table(entity, job_id)
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(f"DROP TABLE IF EXISTS {quote(stage)}")
+            conn.execute(_DROP_PENDING, (key, entity))
+
+        await self._write(work)
+
+    async def watermark(self, entity: str) -> datetime | None:
+        validate_entity(entity)
+        row = await self._read(lambda c: c.execute(_GET_MARK, (entity,)).fetchone())
+        return None if row is None else parse_iso(row[0])
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- read helpers (synchronous; for tests and the demo) -------------------
+
+    def rows(self, entity: str) -> dict[str, dict[str, Any]]:
+        """The live table of ``entity`` as ``{id: record data}``; empty if none yet."""
+        return self._select(validate_entity(entity))
+
+    def staged(self, job_id: str, entity: str) -> dict[str, dict[str, Any]]:
+        """What ``job_id`` has staged for a full sync of ``entity`` (empty if nothing)."""
+        return self._select(staging_table(entity, job_id))
+
+    def _select(self, table: str) -> dict[str, dict[str, Any]]:
+        def work(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+            if conn.execute(_TABLE_EXISTS, (table,)).fetchone() is None:
+                return {}
+            cursor = conn.execute(f"SELECT id, data FROM {quote(table)} ORDER BY id")
+            return {rid: json.loads(data) for rid, data in cursor}
+
+        return self._locked(work, write=False)
+
+
+def _publish(conn: sqlite3.Connection, key: str, entity: str, sql: str) -> None:
+    """Move the job's pending mark to the published one (``sql`` says how)."""
+    row = conn.execute(_GET_PENDING, (key, entity)).fetchone()
+    if row is not None:
+        conn.execute(sql, (entity, row[0]))
+        conn.execute(_DROP_PENDING, (key, entity))
+
+
+def _swap(conn: sqlite3.Connection, key: str, entity: str, stage: str) -> None:
+    """Replace the live table by ``stage`` and publish its mark, unless already done."""
+    if conn.execute(_SWAPPED, (key, entity)).fetchone() is not None:
+        return
+    if conn.execute(_TABLE_EXISTS, (stage,)).fetchone() is None:
+        raise DestinationError(
+            f"cannot finalize entity {entity!r}: its staging table is gone and no swap "
+            "was recorded (was the job discarded, or never prepared?)"
+        )
+    conn.execute(f"DROP TABLE IF EXISTS {quote(entity)}")
+    conn.execute(f"ALTER TABLE {quote(stage)} RENAME TO {quote(entity)}")
+    # A full sync with no timestamps leaves no mark: incremental must start over.
+    conn.execute(_FORGET_MARK, (entity,))
+    _publish(conn, key, entity, _PUBLISH_REPLACE)
+    conn.execute(_RECORD_SWAP, (key, entity, iso(datetime.now(UTC))))

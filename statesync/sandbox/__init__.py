@@ -1,0 +1,34 @@
+"""A loopback API emulator (Stripe-compatible today) with faults and mutations.
+
+Used by tests and benchmarks to exercise resumable syncs against a real HTTP
+server: deterministic data, scripted failures, data changing mid-sync, and a
+request log to assert on.  APIs are plugins (see ``ApiPlugin``) mounted under
+a path prefix in one shared server.
+"""
+
+from ._api import ApiPlugin, ApiRequest, ApiResponse, RecordMaker
+from ._config import DEFAULT_SIZES, SandboxConfig
+from ._faults import FaultDecision, FaultInjector, FaultKind, FaultRule, FaultSettings, MutationRule
+from ._log import RequestLogEntry
+from ._server import Sandbox, default_plugins, serve
+from ._stripe import StripeApi
+
+__all__ = [
+    "DEFAULT_SIZES",
+    "ApiPlugin",
+    "ApiRequest",
+    "ApiResponse",
+    "FaultDecision",
+    "FaultInjector",
+    "FaultKind",
+    "FaultRule",
+    "FaultSettings",
+    "MutationRule",
+    "RecordMaker",
+    "RequestLogEntry",
+    "Sandbox",
+    "SandboxConfig",
+    "StripeApi",
+    "default_plugins",
+    "serve",
+]

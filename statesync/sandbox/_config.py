@@ -1,0 +1,37 @@
+"""Sandbox configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+DEFAULT_SIZES: Mapping[str, int] = {
+    "customers": 250,
+    "invoices": 180,
+    "charges": 320,
+    "subscriptions": 90,
+    "products": 40,
+}
+
+
+def _sizes(value: Mapping[str, int]) -> Mapping[str, int]:
+    sizes = dict(value)
+    for entity, size in sizes.items():
+        if not entity or "/" in entity or size < 0:
+            raise ValueError(f"invalid entity size {entity!r}={size}")
+    return sizes
+
+
+@attrs.frozen
+class SandboxConfig:
+    """What the sandbox serves: records per entity, seed, key and address.
+
+    ``port=0`` lets the OS pick a free port (read it back from ``Sandbox.url``).
+    """
+
+    sizes: Mapping[str, int] = attrs.field(factory=lambda: dict(DEFAULT_SIZES), converter=_sizes)
+    seed: int = 0
+    api_key: str = "sk_test_statesync_sandbox"
+    host: str = "127.0.0.1"
+    port: int = 0

@@ -1,0 +1,21 @@
+"""MemoryDestination against the shared destination contract."""
+
+from __future__ import annotations
+
+import pytest
+from destination_contract import DestinationContract, DestinationFactory
+
+from statesync.destination import Destination
+from statesync.destinations.memory import MemoryDestination
+
+
+class TestMemoryDestination(DestinationContract):
+    @pytest.fixture
+    def make(self) -> DestinationFactory:
+        # One shared instance stands in for "the same place", as a file would.
+        shared = MemoryDestination()
+
+        async def factory() -> Destination:
+            return shared
+
+        return factory

@@ -1,0 +1,272 @@
+"""The StateStore contract: one suite, run against every store implementation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import attrs
+import pytest
+
+from statesync._models import (
+    EntityRecord,
+    ErrorInfo,
+    FetchState,
+    JobSpec,
+    SyncMode,
+    SyncState,
+    TransitionRecord,
+)
+from statesync.errors import ConflictError, LeaseError, UnknownJobError
+from statesync.store import StateStore
+from statesync.stores.memory import MemoryStateStore
+from statesync.stores.sqlite import SQLiteStateStore
+
+HISTORY_LIMIT = 5
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+async def _redis_store(url: str, prefix: str) -> AsyncIterator[StateStore]:
+    from statesync.stores.redis import RedisStateStore
+
+    store = RedisStateStore.from_url(url, prefix=prefix, history_limit=HISTORY_LIMIT)
+    yield store
+    # Tests may use SCAN to clean up; the store itself never does.
+    client = store._client
+    keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await client.delete(*keys)
+    await store.aclose()
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str
+) -> AsyncIterator[StateStore]:
+    if request.param == "memory":
+        yield MemoryStateStore(history_limit=HISTORY_LIMIT)
+    elif request.param == "sqlite":
+        sqlite = SQLiteStateStore(tmp_path / "state.db", history_limit=HISTORY_LIMIT)
+        yield sqlite
+        await sqlite.aclose()
+    else:
+        async for redis_store in _redis_store(request.getfixturevalue("redis_url"), key_prefix):
+            yield redis_store
+
+
+def make_job(job_id: str = "job-1", entities: Sequence[str] = ("customers", "invoices")) -> JobSpec:
+    return JobSpec(job_id, "stripe", tuple(entities), params={"since": "2024-01-01"}, created_at=T0)
+
+
+def make_records(job: JobSpec) -> list[EntityRecord]:
+    return [EntityRecord(job.job_id, name, job.mode, created_at=T0) for name in job.entities]
+
+
+async def new_job(store: StateStore, job_id: str = "job-1") -> JobSpec:
+    job = make_job(job_id)
+    await store.create_job(job, make_records(job))
+    return job
+
+
+def transition(i: int, source: SyncState = SyncState.PENDING) -> TransitionRecord:
+    return TransitionRecord("start", source, SyncState.FETCHING, T0 + timedelta(seconds=i), i)
+
+
+async def test_implements_the_protocol(store: StateStore) -> None:
+    assert isinstance(store, StateStore)
+
+
+async def test_create_and_get_job_and_entities(store: StateStore) -> None:
+    job = await new_job(store)
+    assert await store.get_job("job-1") == job
+    entities = await store.list_entities("job-1")
+    assert [e.entity for e in entities] == ["customers", "invoices"]
+    assert all(e.version == 1 for e in entities)
+    record = await store.get_entity("job-1", "invoices")
+    assert record == attrs.evolve(make_records(job)[1], version=1)
+
+
+async def test_duplicate_create_conflicts(store: StateStore) -> None:
+    job = await new_job(store)
+    with pytest.raises(ConflictError):
+        await store.create_job(job, make_records(job))
+
+
+async def test_unknown_job_and_entity(store: StateStore) -> None:
+    await new_job(store)
+    with pytest.raises(UnknownJobError):
+        await store.get_job("nope")
+    with pytest.raises(UnknownJobError):
+        await store.list_entities("nope")
+    with pytest.raises(UnknownJobError):
+        await store.get_entity("nope", "customers")
+    with pytest.raises(UnknownJobError):
+        await store.get_entity("job-1", "nope")
+    with pytest.raises(UnknownJobError):
+        await store.save(EntityRecord("job-1", "nope", SyncMode.FULL, version=2))
+    with pytest.raises(UnknownJobError):
+        await store.finish_job("nope")
+
+
+async def test_save_with_the_next_version(store: StateStore) -> None:
+    await new_job(store)
+    current = await store.get_entity("job-1", "customers")
+    updated = attrs.evolve(current, version=2, state=SyncState.FETCHING, attempts=1)
+    await store.save(updated, transition=transition(0))
+    assert await store.get_entity("job-1", "customers") == updated
+    assert await store.history("job-1", "customers") == [transition(0)]
+
+
+async def test_stale_version_conflicts_and_changes_nothing(store: StateStore) -> None:
+    await new_job(store)
+    current = await store.get_entity("job-1", "customers")
+    await store.save(attrs.evolve(current, version=2))
+    stale = attrs.evolve(current, version=2, state=SyncState.FAILED)
+    with pytest.raises(ConflictError) as info:
+        await store.save(stale, transition=transition(1))
+    assert (info.value.expected, info.value.actual) == (1, 2)
+    assert await store.get_entity("job-1", "customers") == attrs.evolve(current, version=2)
+    assert await store.history("job-1", "customers") == []
+
+
+async def test_concurrent_savers_exactly_one_wins(store: StateStore) -> None:
+    await new_job(store)
+    base = await store.get_entity("job-1", "customers")
+    candidates = [attrs.evolve(base, version=2, attempts=i) for i in range(20)]
+    results = await asyncio.gather(
+        *(store.save(c, transition=transition(i)) for i, c in enumerate(candidates)),
+        return_exceptions=True,
+    )
+    winners = [i for i, r in enumerate(results) if r is None]
+    assert len(winners) == 1
+    assert all(isinstance(r, ConflictError) for r in results if r is not None)
+    assert await store.get_entity("job-1", "customers") == candidates[winners[0]]
+    assert await store.history("job-1", "customers") == [transition(winners[0])]
+
+
+async def test_history_is_oldest_first_and_capped(store: StateStore) -> None:
+    await new_job(store)
+    record = await store.get_entity("job-1", "customers")
+    for i in range(HISTORY_LIMIT + 3):
+        record = attrs.evolve(record, version=record.version + 1, chunk_index=i)
+        await store.save(record, transition=transition(i))
+    history = await store.history("job-1", "customers")
+    assert [t.chunk_index for t in history] == list(range(3, HISTORY_LIMIT + 3))
+    assert await store.history("job-1", "invoices") == []
+
+
+async def test_lease_excludes_other_owners(store: StateStore) -> None:
+    await new_job(store)
+    lease = await store.acquire_lease("job-1", "customers", "worker-a", ttl=30)
+    assert lease is not None and lease.owner == "worker-a"
+    assert await store.acquire_lease("job-1", "customers", "worker-b", ttl=30) is None
+    again = await store.acquire_lease("job-1", "customers", "worker-a", ttl=30)
+    assert again is not None and again.token > lease.token
+    other = await store.acquire_lease("job-1", "invoices", "worker-b", ttl=30)
+    assert other is not None
+
+
+async def test_save_under_a_lease(store: StateStore) -> None:
+    await new_job(store)
+    record = await store.get_entity("job-1", "customers")
+    old = await store.acquire_lease("job-1", "customers", "worker-a", ttl=30)
+    new = await store.acquire_lease("job-1", "customers", "worker-a", ttl=30)
+    assert old is not None and new is not None
+    with pytest.raises(LeaseError):
+        await store.save(attrs.evolve(record, version=2), lease=old)
+    await store.save(attrs.evolve(record, version=2), lease=new)
+    assert (await store.get_entity("job-1", "customers")).version == 2
+
+
+async def test_expired_lease_passes_to_another_owner(store: StateStore) -> None:
+    await new_job(store)
+    record = await store.get_entity("job-1", "customers")
+    lease_a = await store.acquire_lease("job-1", "customers", "worker-a", ttl=0.2)
+    assert lease_a is not None
+    await asyncio.sleep(0.4)
+    lease_b = await store.acquire_lease("job-1", "customers", "worker-b", ttl=30)
+    assert lease_b is not None and lease_b.token > lease_a.token
+    with pytest.raises(LeaseError):
+        await store.save(attrs.evolve(record, version=2), lease=lease_a)
+    with pytest.raises(LeaseError):
+        await store.renew_lease(lease_a, ttl=30)
+    assert await store.get_entity("job-1", "customers") == record
+    await store.save(attrs.evolve(record, version=2), lease=lease_b)
+
+
+async def test_renew_keeps_the_lease_alive(store: StateStore) -> None:
+    await new_job(store)
+    lease = await store.acquire_lease("job-1", "customers", "worker-a", ttl=0.3)
+    assert lease is not None
+    renewed = await store.renew_lease(lease, ttl=30)
+    assert renewed.token == lease.token and renewed.expires_at > lease.expires_at
+    await asyncio.sleep(0.5)
+    assert await store.acquire_lease("job-1", "customers", "worker-b", ttl=30) is None
+    record = await store.get_entity("job-1", "customers")
+    await store.save(attrs.evolve(record, version=2), lease=renewed)
+
+
+async def test_release_frees_the_entity(store: StateStore) -> None:
+    await new_job(store)
+    lease = await store.acquire_lease("job-1", "customers", "worker-a", ttl=30)
+    assert lease is not None
+    await store.release_lease(lease)
+    with pytest.raises(LeaseError):
+        await store.renew_lease(lease, ttl=30)
+    taken = await store.acquire_lease("job-1", "customers", "worker-b", ttl=30)
+    assert taken is not None and taken.token > lease.token
+    await store.release_lease(lease)  # a stale release must not free b's lease
+    assert await store.acquire_lease("job-1", "customers", "worker-c", ttl=30) is None
+
+
+async def test_list_jobs_newest_first(store: StateStore) -> None:
+    for i in range(4):
+        await new_job(store, f"job-{i}")
+    assert [j.job_id for j in await store.list_jobs()] == ["job-3", "job-2", "job-1", "job-0"]
+    assert [j.job_id for j in await store.list_jobs(limit=2)] == ["job-3", "job-2"]
+
+
+async def test_finished_job_stays_readable(store: StateStore) -> None:
+    job = await new_job(store)
+    await store.finish_job("job-1")
+    assert await store.get_job("job-1") == job
+    assert len(await store.list_entities("job-1")) == 2
+
+
+async def test_every_record_field_round_trips(store: StateStore) -> None:
+    await new_job(store)
+    plus2 = timezone(timedelta(hours=2))
+    record = EntityRecord(
+        job_id="job-1",
+        entity="customers",
+        mode=SyncMode.INCREMENTAL,
+        state=SyncState.FAILED,
+        fetch_state=FetchState(
+            offset=200,
+            cursor="cus_123",
+            total_processed=200,
+            has_more=False,
+            iterations_in_chunk=3,
+            metadata={"window": {"from": "2024-01-01", "to": None}, "ids": [1, 2.5, "x"]},
+        ),
+        version=2,
+        chunk_index=4,
+        attempts=2,
+        api_calls=17,
+        since=datetime(2024, 1, 1, tzinfo=UTC),
+        watermark=datetime(2024, 4, 30, 23, 59, 59, 123456, tzinfo=plus2),
+        total_hint=1000,
+        last_error=ErrorInfo("rate_limited", "slow down", T0, retry_after=1.5),
+        created_at=T0,
+        updated_at=T0 + timedelta(minutes=5),
+        state_since=T0 + timedelta(minutes=4),
+    )
+    error = ErrorInfo("transient", "HTTP 503", T0)
+    step = TransitionRecord("fail", SyncState.FETCHING, SyncState.FAILED, T0, 4, error=error)
+    await store.save(record, transition=step)
+    loaded = await store.get_entity("job-1", "customers")
+    assert loaded == record
+    assert loaded.watermark is not None and loaded.watermark.utcoffset() == timedelta(hours=2)
+    assert await store.history("job-1", "customers") == [step]
