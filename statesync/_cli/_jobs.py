@@ -1,4 +1,4 @@
-"""The ``statesync`` command line: demo, run, resume, status, sandbox."""
+"""Job commands: demo, run, resume, status, sandbox."""
 
 from __future__ import annotations
 
@@ -36,12 +36,6 @@ def _run(make: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(make())  # type: ignore[arg-type]
     except StatesyncError as exc:
         raise click.ClickException(str(exc)) from None
-
-
-@click.group()
-@click.version_option(package_name="statesync")
-def main() -> None:
-    """Resumable, observable, retry-safe chunked API syncs."""
 
 
 def _common(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -89,7 +83,7 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-@main.command()
+@click.command()
 @click.option("--connector", type=click.Choice(CONNECTORS), default="stripe", show_default=True)
 @click.option("--base-url", default=None, help="API base URL (e.g. the sandbox's).")
 @click.option("--entity", "entities", multiple=True, required=True, help="Repeat per entity.")
@@ -119,7 +113,7 @@ def run(
     sys.exit(_run(go))
 
 
-@main.command()
+@click.command()
 @click.argument("job_id")
 @click.option("--retry-failed", is_flag=True, help="Resume entities that had failed too.")
 @_common
@@ -194,7 +188,7 @@ async def _drive(runner: Any, job_id: str, *, retry_failed: bool) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
-@main.command()
+@click.command()
 @click.argument("job_id", required=False)
 @click.option("--store", default=DEFAULT_STORE, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -221,7 +215,7 @@ def status(job_id: str | None, store: str, as_json: bool) -> None:
     _run(go)
 
 
-@main.command()
+@click.command()
 @click.option("--port", default=12111, show_default=True)
 @click.option("--size", "sizes", multiple=True, help="entity=count, repeatable.")
 def sandbox(port: int, sizes: tuple[str, ...]) -> None:
@@ -242,7 +236,7 @@ def _sizes(pairs: tuple[str, ...]) -> dict[str, int]:
     return out
 
 
-@main.command()
+@click.command()
 @click.option("--db", default="statesync-demo.db", show_default=True, type=click.Path())
 @click.option("--records", default=250, show_default=True, help="Customers in the emulator.")
 def demo(db: str, records: int) -> None:

@@ -1,0 +1,17 @@
+"""The ``statesync`` command line. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+import click
+
+from statesync._cli._jobs import demo, resume, run, sandbox, status
+
+
+@click.group()
+@click.version_option(package_name="statesync")
+def main() -> None:
+    """Resumable, observable, retry-safe chunked API syncs."""
+
+
+for command in (demo, run, resume, status, sandbox):
+    main.add_command(command)
