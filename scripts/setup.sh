@@ -6,5 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
+# Several shells may set up at once (parallel sessions); pip must not race itself.
+exec 9>.venv/.setup.lock
+flock 9
 .venv/bin/python -m pip install -q --upgrade pip 2>/dev/null || true
 .venv/bin/python -m pip install -q -e '.[dev]' --config-settings editable_mode=strict

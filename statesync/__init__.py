@@ -22,7 +22,7 @@ from statesync._models import (
     SyncState,
     TransitionRecord,
 )
-from statesync._policy import ChunkPolicy, RetryPolicy
+from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
 from statesync.connector import BaseConnector
 from statesync.destination import Destination
 from statesync.events import Emitter, Event, Listener
@@ -47,6 +47,7 @@ __all__ = [
     "Listener",
     "Page",
     "PageRequest",
+    "PolicySet",
     "Record",
     "ResumableFetchOptions",
     "RetryPolicy",

@@ -7,7 +7,8 @@ up?"; the local runner or Inngest does the waiting.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from attrs import field, frozen, validators
 
@@ -79,3 +80,34 @@ class ChunkPolicy:
     max_iterations: int = field(default=10, validator=validators.ge(1))
     page_size: int = field(default=100, validator=validators.ge(1))
     lease_ttl: float = field(default=60.0, validator=validators.gt(0.0))
+
+
+@frozen
+class PolicySet:
+    """Retry and chunk policies resolved per connector and entity.
+
+    Lookup order, most specific first: ``(connector, entity)``, ``connector``, default.
+    Loading from TOML, dicts and the environment lives in :mod:`statesync._policy_config`.
+    """
+
+    retry: RetryPolicy = RetryPolicy()
+    chunk: ChunkPolicy = ChunkPolicy()
+    retry_overrides: Mapping[str, RetryPolicy] = field(factory=dict)
+    """Keys are ``"connector"`` or ``"connector.entity"``."""
+    chunk_overrides: Mapping[str, ChunkPolicy] = field(factory=dict)
+
+    def retry_for(self, connector: str, entity: str) -> RetryPolicy:
+        return _lookup(self.retry_overrides, connector, entity, self.retry)
+
+    def chunk_for(self, connector: str, entity: str) -> ChunkPolicy:
+        return _lookup(self.chunk_overrides, connector, entity, self.chunk)
+
+
+_P = TypeVar("_P")
+
+
+def _lookup(table: Mapping[str, _P], connector: str, entity: str, default: _P) -> _P:
+    found = table.get(f"{connector}.{entity}")
+    if found is None:
+        found = table.get(connector)
+    return default if found is None else found
