@@ -9,6 +9,8 @@ sleeps: a retryable failure comes back as an outcome with ``retry_in`` set.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -167,7 +169,7 @@ async def perform_sync_chunk(
     started = time.monotonic()
     try:
         await _fetch_pages(run, connector, destination, policy, should_stop)
-        if run.rec.fetch_state.has_more and not _chunk_full(run.rec, connector, policy):
+        if _wants_page(run.rec.fetch_state, connector, policy):
             return run.outcome(index, interrupted=True)
         await _close_chunk(run, destination)
     except ConnectorError as exc:
@@ -196,11 +198,6 @@ async def _enter_fetching(run: _Chunk, connector: BaseConnector) -> None:
         await run.save(fetch_state=fresh)
 
 
-def _chunk_full(rec: EntityRecord, connector: BaseConnector, policy: ChunkPolicy) -> bool:
-    limit = policy.max_iterations if connector.supports_resumable_fetching() else _UNCHUNKED
-    return rec.fetch_state.iterations_in_chunk >= limit
-
-
 async def _fetch_pages(
     run: _Chunk,
     connector: BaseConnector,
@@ -208,17 +205,52 @@ async def _fetch_pages(
     policy: ChunkPolicy,
     should_stop: Callable[[], bool] | None,
 ) -> None:
+    """Fetch and land pages in order, with the next page in flight while one is written.
+
+    Pages are written and checkpointed strictly one after another; only the fetch of
+    page k+1 overlaps the write of page k. A prefetched page that never lands (a stop,
+    a crash, a failed write) is simply fetched again from the checkpoint.
+    """
     rec = run.rec
     await destination.prepare(rec.job_id, rec.entity, rec.mode)
-    while run.rec.fetch_state.has_more and not _chunk_full(run.rec, connector, policy):
-        rec = run.rec
-        request = PageRequest(rec.entity, rec.fetch_state, policy.page_size, rec.since, rec.mode)
-        crash_point("before_fetch")
-        page = await connector.fetch_page(request)
-        crash_point("after_fetch")
-        await _land_page(run, destination, page)
-        if should_stop is not None and should_stop():
-            return
+    if not _wants_page(run.rec.fetch_state, connector, policy):
+        return
+    pending: asyncio.Task[Page] | None = _start_fetch(
+        connector, run.rec, run.rec.fetch_state, policy
+    )
+    try:
+        while pending is not None:
+            page = await pending
+            crash_point("after_fetch")
+            after = run.rec.fetch_state.advance(page)
+            stopping = should_stop is not None and should_stop()
+            pending = None
+            if not stopping and _wants_page(after, connector, policy):
+                pending = _start_fetch(connector, run.rec, after, policy)
+                # Let the prefetch send its request before a destination that writes
+                # synchronously holds the loop.
+                await asyncio.sleep(0)
+            await _land_page(run, destination, page)
+            if should_stop is not None and should_stop():
+                return
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectorError):
+                await pending
+
+
+def _wants_page(state: FetchState, connector: BaseConnector, policy: ChunkPolicy) -> bool:
+    limit = policy.max_iterations if connector.supports_resumable_fetching() else _UNCHUNKED
+    return state.has_more and state.iterations_in_chunk < limit
+
+
+def _start_fetch(
+    connector: BaseConnector, rec: EntityRecord, state: FetchState, policy: ChunkPolicy
+) -> asyncio.Task[Page]:
+    request = PageRequest(rec.entity, state, policy.page_size, rec.since, rec.mode)
+    crash_point("before_fetch")
+    return asyncio.ensure_future(connector.fetch_page(request))
 
 
 async def _land_page(run: _Chunk, destination: Destination, page: Page) -> None:

@@ -145,7 +145,7 @@ def test_second_worker_on_a_running_job_stops_with_a_clear_message(
     tmp_path: Path, redis_url: str, key_prefix: str
 ) -> None:
     with Sandbox(SandboxConfig(sizes=SIZES)) as sandbox:
-        sandbox.faults.configure(latency=0.05)
+        sandbox.faults.configure(latency=0.3)  # the first worker must outlive the second's start
         store = f"{redis_url}?prefix={key_prefix}"
         dest = tmp_path / "data.db"
         env = {"STATESYNC_API_KEY": sandbox.config.api_key}
