@@ -53,7 +53,10 @@ def open_store(url: str) -> StateStore:
 def open_destination(url: str) -> Destination:
     """``sqlite:///path`` or a plain file path (PostgreSQL comes with its extra)."""
     if url.startswith(("postgres://", "postgresql://")):
-        raise ConfigurationError("the PostgreSQL destination is not available yet")
+        # ?schema=name is statesync's own parameter; the rest of the URL goes to libpq.
+        from statesync.destinations.postgres import PostgresDestination
+
+        return PostgresDestination.from_url(url)
     if url == "memory:":
         from statesync.destinations.memory import MemoryDestination
 

@@ -1,0 +1,121 @@
+"""SIGKILL ``statesync run`` writing into PostgreSQL, resume, and demand exact data.
+
+The approach of ``test_crash_resume.py`` (whose ``cli`` helper, sizes and emulator fixture
+are reused), with ``--dest postgresql://...?schema=...``: after the kill, ``statesync
+resume`` must finish the job and every live table must hold exactly the emulator's
+records (same ids, same data, no duplicates), the published watermark must be the newest
+record's, and no staging table or pending mark may be left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from postgres_support import pg_schema, postgres_dsn  # noqa: F401 - fixtures
+from psycopg import sql
+from test_crash_resume import SIZES, cli, sandbox  # noqa: F401 - sandbox is a fixture
+
+from statesync.sandbox import Sandbox
+
+# A subset of test_crash_resume.CASES: every point, and both sides of the swap.
+CASES = [
+    "before_fetch:7",
+    "after_fetch:9",
+    "in_page_write:1",
+    "in_page_write:5",
+    "in_page_write:12",
+    "after_page_write:11",
+    "after_checkpoint:3",
+    "after_checkpoint:13",
+    "before_transition:4",
+    "after_transition:6",
+    "in_finalize:1",
+    "in_finalize:2",
+    "after_finalize:1",
+    "after_finalize:2",
+]
+JOB = "crashjob"
+
+
+def job_args(store: str, dest: str) -> list[str]:
+    """``test_crash_resume.job_args`` with any destination URL."""
+    return [
+        *("--store", store, "--dest", dest),
+        *("--max-iterations", "3", "--page-size", "10", "--lease-ttl", "1"),
+        *("--wait-lease", "30", "--attempts", "3", "--concurrency", "2"),
+    ]
+
+
+def _query(dsn: str, query: sql.SQL | sql.Composed, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def assert_exact(sandbox: Sandbox, dsn: str, schema: str) -> None:  # noqa: F811
+    for entity in SIZES:
+        table = sql.Identifier(schema, entity)
+        got = _query(dsn, sql.SQL("SELECT id, data FROM {}").format(table))
+        expected = {r["id"]: r for r in sandbox.snapshot(entity)}
+        assert len(got) == len({rid for rid, _ in got}), f"{entity}: duplicated rows"
+        assert dict(got) == expected, f"{entity}: rows differ from the source"
+        newest = max(datetime.fromtimestamp(r["created"], UTC) for r in expected.values())
+        marks = sql.Identifier(schema, "_statesync_watermarks")
+        mark = _query(
+            dsn, sql.SQL("SELECT watermark FROM {} WHERE entity = %s").format(marks), entity
+        )
+        assert mark == [(newest,)], f"{entity}: watermark"
+    tables = _query(dsn, sql.SQL("SELECT tablename FROM pg_tables WHERE schemaname = %s"), schema)
+    assert not [t for (t,) in tables if t.startswith("_stg_")], "staging tables left behind"
+    pending = sql.Identifier(schema, "_statesync_watermarks_pending")
+    assert _query(dsn, sql.SQL("SELECT * FROM {}").format(pending)) == []
+
+
+def crash_then_resume(sandbox: Sandbox, store: str, dsn: str, schema: str, point: str) -> None:  # noqa: F811
+    args = job_args(store, f"{dsn}?schema={schema}")
+    env = {"STATESYNC_API_KEY": sandbox.config.api_key, "STATESYNC_CRASH_AT": point}
+    entities = [a for e in SIZES for a in ("--entity", e)]
+    first = cli("run", "--base-url", sandbox.url, *entities, "--job-id", JOB, *args, env=env)
+    assert first.returncode == -signal.SIGKILL, (
+        f"crash point {point} was never reached: {first.stdout[-500:]} {first.stderr[-500:]}"
+    )
+    second = cli("resume", JOB, *args, env={**env, "STATESYNC_CRASH_AT": ""})
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    status = cli("status", JOB, "--store", store, "--json")
+    states = {e["entity"]: e["state"] for e in json.loads(status.stdout)["entities"]}
+    assert states == dict.fromkeys(SIZES, "complete")
+    assert_exact(sandbox, dsn, schema)
+
+
+@pytest.mark.parametrize("point", CASES)
+def test_postgres_destination_survives_sigkill(
+    sandbox: Sandbox,  # noqa: F811
+    tmp_path: Path,
+    postgres_dsn: str,  # noqa: F811
+    pg_schema: str,  # noqa: F811
+    point: str,
+) -> None:
+    store = f"sqlite:///{tmp_path / 'state.db'}"
+    crash_then_resume(sandbox, store, postgres_dsn, pg_schema, point)
+
+
+def test_a_second_full_sync_replaces_the_first(
+    sandbox: Sandbox,  # noqa: F811
+    tmp_path: Path,
+    postgres_dsn: str,  # noqa: F811
+    pg_schema: str,  # noqa: F811
+) -> None:
+    """A second job killed inside its swap, over the first job's live tables, still ends
+    with exactly the source's data (the retried swap replaces the first job's tables)."""
+    store = f"sqlite:///{tmp_path / 'state.db'}"
+    args = job_args(store, f"{postgres_dsn}?schema={pg_schema}")
+    env = {"STATESYNC_API_KEY": sandbox.config.api_key}
+    entities = [a for e in SIZES for a in ("--entity", e)]
+    done = cli("run", "--base-url", sandbox.url, *entities, "--job-id", "first", *args, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    crash_then_resume(sandbox, store, postgres_dsn, pg_schema, "in_finalize:1")
