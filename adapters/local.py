@@ -22,10 +22,10 @@ from attrs import frozen
 
 from statesync._chunk import ChunkOutcome, apply_trigger, perform_sync_chunk
 from statesync._models import EntityRecord, JobSpec, Lease, SyncMode, SyncState
-from statesync._policy import ChunkPolicy, RetryPolicy
+from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
 from statesync.connector import BaseConnector
 from statesync.destination import Destination
-from statesync.errors import LeaseError
+from statesync.errors import ConfigurationError, LeaseError
 from statesync.events import Emitter, JobFinished, Listener, RateLimitWait
 from statesync.store import StateStore
 
@@ -58,7 +58,9 @@ class JobResult:
 class LocalRunner:
     """Runs sync jobs in this process.
 
-    ``retry_policy`` may be one policy or a function from entity name to policy.
+    Policies: either ``policies`` (a :class:`PolicySet`, resolved per connector and
+    entity, e.g. from a TOML file) or a single ``chunk_policy`` / ``retry_policy``; a
+    ``retry_policy`` may also be a function from entity name to policy.
     ``lease_wait`` is how long to wait for an entity another worker holds before giving
     up on it (``None``: wait as long as it takes).
     """
@@ -71,6 +73,7 @@ class LocalRunner:
         destination: Destination,
         chunk_policy: ChunkPolicy | None = None,
         retry_policy: RetryPolicy | PolicyFor | None = None,
+        policies: PolicySet | None = None,
         concurrency: int = 4,
         listeners: Iterable[Listener] = (),
         owner: str | None = None,
@@ -79,8 +82,13 @@ class LocalRunner:
         self.connector = connector
         self.store = store
         self.destination = destination
-        self.chunk_policy = chunk_policy or ChunkPolicy()
-        self._retry = retry_policy or RetryPolicy()
+        if policies is not None and (chunk_policy or retry_policy):
+            raise ConfigurationError("give either policies or chunk_policy/retry_policy")
+        self.policies = policies or PolicySet(
+            retry=retry_policy if isinstance(retry_policy, RetryPolicy) else RetryPolicy(),
+            chunk=chunk_policy or ChunkPolicy(),
+        )
+        self._retry_fn = None if isinstance(retry_policy, RetryPolicy) else retry_policy
         self._sem = asyncio.Semaphore(concurrency)
         self._emitter = Emitter(listeners)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -88,7 +96,12 @@ class LocalRunner:
         self._stop = asyncio.Event()
 
     def retry_policy_for(self, entity: str) -> RetryPolicy:
-        return self._retry if isinstance(self._retry, RetryPolicy) else self._retry(entity)
+        if self._retry_fn is not None:
+            return self._retry_fn(entity)
+        return self.policies.retry_for(self.connector.name, entity)
+
+    def chunk_policy_for(self, entity: str) -> ChunkPolicy:
+        return self.policies.chunk_for(self.connector.name, entity)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -170,7 +183,7 @@ class LocalRunner:
             if lease is None:
                 rec = await self.store.get_entity(job_id, entity)
                 return _result(rec, note=f"another worker holds the lease on {entity!r}")
-            keeper = _LeaseKeeper(self.store, lease, self.chunk_policy.lease_ttl)
+            keeper = _LeaseKeeper(self.store, lease, self.chunk_policy_for(entity).lease_ttl)
             try:
                 return await self._drive(job_id, entity, keeper)
             except LeaseError as exc:
@@ -180,7 +193,7 @@ class LocalRunner:
                 await keeper.release()
 
     async def _acquire(self, job_id: str, entity: str) -> Lease | None:
-        ttl = self.chunk_policy.lease_ttl
+        ttl = self.chunk_policy_for(entity).lease_ttl
         loop = asyncio.get_running_loop()
         deadline = None if self.lease_wait is None else loop.time() + self.lease_wait
         while True:
@@ -191,7 +204,7 @@ class LocalRunner:
                 return None
 
     async def _drive(self, job_id: str, entity: str, keeper: _LeaseKeeper) -> EntityResult:
-        retry = self.retry_policy_for(entity)
+        retry, chunk = self.retry_policy_for(entity), self.chunk_policy_for(entity)
         while not self.stopping:
             out = await perform_sync_chunk(
                 job_id=job_id,
@@ -199,7 +212,7 @@ class LocalRunner:
                 connector=self.connector,
                 store=self.store,
                 destination=self.destination,
-                chunk_policy=self.chunk_policy,
+                chunk_policy=chunk,
                 retry_policy=retry,
                 lease=keeper.current(),
                 should_stop=lambda: self.stopping,

@@ -274,11 +274,23 @@ def _from_gql(exc: BaseException, request: str | None) -> StatesyncError | None:
         from gql.transport import exceptions as gqlx
     except ImportError:
         return None
+    if isinstance(exc, gqlx.TransportQueryError):
+        # The server answered with GraphQL ``errors`` (usually in a 200): their codes and
+        # messages say whether to wait, retry or give up, so they are read, not lumped.
+        from statesync._graphql_errors import error_from_graphql
+
+        return error_from_graphql(exc.errors, request)
     if isinstance(exc, gqlx.TransportServerError):
         code = exc.code or 500
         return error_for_status(code, f"GraphQL server answered HTTP {code}", request=request)
     if isinstance(exc, gqlx.TransportProtocolError):
-        return MalformedResponseError(f"not a GraphQL response: {exc}", request=request)
+        # gql appends the whole body (an HTML error page, say): keep its start only.
+        return MalformedResponseError(f"not a GraphQL response: {str(exc)[:200]}", request=request)
+    if isinstance(exc, gqlx.TransportConnectionFailed) and exc.__cause__ is not None:
+        # gql wraps httpx's exceptions; the cause tells a timeout from a refused connection.
+        inner = _from_httpx(exc.__cause__, request)
+        if inner is not None:
+            return inner
     if isinstance(exc, gqlx.TransportError):
         return TransientError(f"GraphQL transport error: {type(exc).__name__}", request=request)
     return None

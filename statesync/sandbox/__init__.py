@@ -7,8 +7,10 @@ a path prefix in one shared server.
 """
 
 from ._api import ApiPlugin, ApiRequest, ApiResponse, RecordMaker
+from ._close import CloseApi, CloseRateLimit
 from ._config import DEFAULT_SIZES, SandboxConfig
 from ._faults import FaultDecision, FaultInjector, FaultKind, FaultRule, FaultSettings, MutationRule
+from ._graphql import GraphQLApi
 from ._log import RequestLogEntry
 from ._server import Sandbox, default_plugins, serve
 from ._stripe import StripeApi
@@ -18,11 +20,14 @@ __all__ = [
     "ApiPlugin",
     "ApiRequest",
     "ApiResponse",
+    "CloseApi",
+    "CloseRateLimit",
     "FaultDecision",
     "FaultInjector",
     "FaultKind",
     "FaultRule",
     "FaultSettings",
+    "GraphQLApi",
     "MutationRule",
     "RecordMaker",
     "RequestLogEntry",

@@ -12,18 +12,20 @@ from types import FrameType, TracebackType
 from urllib.parse import parse_qsl, urlsplit
 
 from ._api import ApiPlugin, ApiRequest, ApiResponse, JSONDict
+from ._close import CloseApi
 from ._config import SandboxConfig
 from ._control import PREFIX, handle_control
 from ._core import SandboxCore
 from ._dataset import Where
 from ._faults import FaultInjector
+from ._graphql import GraphQLApi
 from ._log import RequestLogEntry
 from ._stripe import StripeApi
 
 
 def default_plugins() -> list[ApiPlugin]:
     """The APIs mounted by default; add Close CRM / GraphQL plugins here."""
-    return [StripeApi()]
+    return [StripeApi(), CloseApi(), GraphQLApi()]
 
 
 class _Server(ThreadingHTTPServer):

@@ -1,0 +1,140 @@
+"""Offset pagination that never skips a record: an anchored overlap plus date windows.
+
+Pages are ordered ascending by one date field (``date_created``, or ``date_updated`` in
+incremental syncs). The position of a fetch is:
+
+``offset``
+    how many records of the current query we have passed;
+``window``
+    the lower date bound (inclusive) the query is restricted to, or ``None``;
+``last``, ``seen``
+    the date of the last record handed out and the ids handed out with exactly that date.
+
+A record is *seen* when its date is before ``last``, or equal to it with its id in
+``seen``. Each page after the first re-reads the record just before ``offset``: if the
+page starts with a seen record, nothing between it and the new records can have been
+missed, so the page joins on. If it does not, records before our offset disappeared
+(deleted, or moved later by an update) and offsets shifted under us: the fetch does not
+guess, it opens a window ``date >= last`` at offset 0, which contains every record not
+yet seen. The same window is opened when the next ``_skip`` would pass Close's cap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+from attrs import frozen
+
+from statesync._models import JSON, FetchState
+
+MAX_LIMIT = 100
+"""The largest ``_limit`` Close accepts on list endpoints."""
+
+
+def parse_date(value: str) -> datetime:
+    """An ISO-8601 date; a naive one is UTC (comparing naive and aware would raise)."""
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@frozen
+class Position:
+    """Where a fetch stands; round-trips through ``FetchState`` (offset + metadata)."""
+
+    offset: int = 0
+    window: str | None = None
+    last: str | None = None
+    seen: tuple[str, ...] = ()
+    base: int = 0
+    """Records handed out before the window's query began (for the progress total)."""
+
+    @classmethod
+    def of(cls, state: FetchState) -> Position:
+        meta = state.metadata
+        return cls(
+            offset=state.offset or 0,
+            window=_optional_str(meta.get("window")),
+            last=_optional_str(meta.get("last")),
+            seen=tuple(str(i) for i in meta.get("seen") or ()),
+            base=int(meta.get("base") or 0),
+        )
+
+    def metadata(self) -> dict[str, JSON]:
+        return {
+            "window": self.window,
+            "last": self.last,
+            "seen": list(self.seen),
+            "base": self.base,
+        }
+
+    def is_seen(self, item: Mapping[str, Any], key: str) -> bool:
+        if self.last is None:
+            return False
+        when, last = parse_date(item[key]), parse_date(self.last)
+        return when < last or (when == last and item["id"] in self.seen)
+
+    def reopened(self, processed: int) -> Position:
+        """A window at the last date handed out, starting over at offset 0."""
+        return attrs.evolve(self, offset=0, window=self.last, base=processed - len(self.seen))
+
+    def after(self, fresh: Sequence[Mapping[str, Any]], key: str, offset: int) -> Position:
+        """The position once ``fresh`` (in page order) has been handed out."""
+        last, seen = self.last, list(self.seen)
+        for item in fresh:
+            if last is None or parse_date(item[key]) > parse_date(last):
+                last, seen = item[key], []
+            seen.append(item["id"])
+        return attrs.evolve(self, offset=offset, last=last, seen=tuple(seen))
+
+
+@frozen
+class Plan:
+    """The request to send for a position."""
+
+    position: Position
+    skip: int
+    limit: int
+
+    @property
+    def overlaps(self) -> bool:
+        return self.skip > 0
+
+
+def plan(position: Position, processed: int, page_size: int, skip_cap: int) -> Plan:
+    """Re-read one record before ``offset`` to prove the page joins on; mind the cap."""
+    if position.offset == 0:
+        return Plan(position, 0, page_size)
+    skip = position.offset - 1
+    if skip > skip_cap:
+        return Plan(position.reopened(processed), 0, page_size)
+    # One more than the page size, so the re-read record does not shrink the page,
+    # within the API's maximum page.
+    return Plan(position, skip, min(page_size + 1, MAX_LIMIT))
+
+
+@frozen
+class Absorbed:
+    """What a page contributes: the records not seen before and the next position."""
+
+    fresh: tuple[Mapping[str, Any], ...]
+    position: Position
+    has_more: bool
+
+
+def absorb(
+    plan_: Plan, items: Sequence[Mapping[str, Any]], has_more: bool, key: str, processed: int
+) -> Absorbed:
+    pos = plan_.position
+    if plan_.overlaps and (not items or not pos.is_seen(items[0], key)):
+        # Offsets shifted under us: restart from the last date handed out.
+        return Absorbed((), pos.reopened(processed), True)
+    fresh = tuple(item for item in items if not pos.is_seen(item, key))
+    after = pos.after(fresh, key, plan_.skip + len(items))
+    return Absorbed(fresh, after, has_more and bool(items))
+
+
+def _optional_str(value: JSON) -> str | None:
+    return None if value is None else str(value)

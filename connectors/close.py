@@ -1,0 +1,221 @@
+"""Close CRM connector: ``_skip``/``_limit`` pagination that neither skips nor repeats.
+
+Entities: ``lead``, ``contact``, ``opportunity``, ``activity`` and the typed activities
+``activity_call``/``_email``/``_note``/``_meeting``/``_sms`` (paths ``activity/call/``
+...), the custom field lists ``custom_field_lead``/``_contact``/``_opportunity``/
+``_activity``/``_shared`` and ``user``. Custom fields, users and contacts are always
+fetched in full, even in an incremental job (their records are upserted like any
+other). Incremental syncs filter and sort by ``date_updated`` on leads (the search
+``query``) and opportunities (``date_updated__gte``), and by ``date_created`` on
+activities (``date_created__gt``), so an incremental activity sync picks up new
+activities only; a full sync is how edits to old ones are caught.
+
+Every request sorts explicitly and ascending (``_order_by=date_created``, or the
+incremental date field): Close repeats or drops records when paging without a sort, and
+ascending order puts records created during the sync after our position instead of
+shifting it.
+
+**Data changing mid-sync: keyset by date, with an anchored overlap.** Each page re-reads
+the record just before its offset. When that record is still there, the page joins the
+previous one exactly. When it is not, records before our offset were deleted (or moved
+later by an update) and the offsets shifted: instead of guessing by how much, the fetch
+restarts from the date of the last record it handed out, ``date >= last`` at offset 0,
+dropping the ids it already handed out at exactly that date (kept in
+``FetchState.metadata``). The same date window takes over when the next ``_skip`` would
+pass Close's ``_skip`` cap, so deep pagination and resumes need no special case: the
+window and the offset inside it are the checkpoint.
+
+The guarantee: every record that exists from the start of the sync to its end arrives,
+and none is handed out twice, except a record whose sort date changes during the sync
+(an update in a ``date_updated`` sync), which arrives again in its newer version; the
+destination upserts by id, so it lands once either way. Records created or deleted
+during the sync may or may not arrive. This rests on Close's dates being immutable
+(``date_created``) or only moving forward (``date_updated``), and on ties between equal
+dates being broken consistently (the emulator breaks them by id).
+
+Rate limits: a 429 becomes :class:`~statesync.errors.RateLimitedError` whose
+``retry_after`` is the larger of ``Retry-After`` and the ``RateLimit`` header's
+``reset``. When an answer says ``remaining`` is at or below ``pace_at_remaining``, the
+next request waits until ``reset`` first, instead of spending a request on a 429;
+retrying is still the engine's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from statesync._models import Page, PageRequest, Record, SyncMode
+from statesync.connector import BaseConnector
+from statesync.connectors._close_endpoints import (
+    CREATED,
+    DEFAULT_ENTITIES,
+    ENDPOINTS,
+    UPDATED,
+    Endpoint,
+    endpoint,
+)
+from statesync.connectors._close_http import (
+    RateLimit,
+    error_from,
+    parse_rate_limit,
+    read_list,
+    retry_delay,
+)
+from statesync.connectors._close_paging import MAX_LIMIT, Plan, Position, absorb, parse_date, plan
+from statesync.errors import MalformedResponseError, translate
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_ENTITIES",
+    "ENDPOINTS",
+    "MAX_PAGE_SIZE",
+    "CloseConnector",
+    "Endpoint",
+    "RateLimit",
+    "parse_rate_limit",
+    "retry_delay",
+]
+
+DEFAULT_BASE_URL = "https://api.close.com/api/v1"
+MAX_PAGE_SIZE = MAX_LIMIT
+DEFAULT_SKIP_CAP = 250_000
+
+
+class CloseConnector(BaseConnector):
+    """Lists Close objects page by page over httpx; the engine does the retries.
+
+    ``fields`` optionally narrows what is fetched per entity (Close's ``_fields``); the
+    connector always adds ``id``, ``date_created`` and ``date_updated``, which paging
+    needs. A ``client`` passed in is used as is and left open by :meth:`aclose`.
+    """
+
+    name = "close"
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        entities: Sequence[str] = DEFAULT_ENTITIES,
+        skip_cap: int = DEFAULT_SKIP_CAP,
+        fields: Mapping[str, Sequence[str]] | None = None,
+        client: httpx.AsyncClient | None = None,
+        timeout: float = 60.0,
+        pace_at_remaining: int = 0,
+    ) -> None:
+        for entity in (*entities, *(fields or {})):
+            endpoint(entity)  # fail at construction, not on the first page
+        self._entities = tuple(entities)
+        self._fields = {e: tuple(f) for e, f in (fields or {}).items()}
+        self._account = "close:" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
+        self._auth = httpx.BasicAuth(api_key, "")
+        self._base = base_url.rstrip("/")
+        self._path = urlsplit(self._base).path
+        self._skip_cap = skip_cap
+        self._pace_at = pace_at_remaining
+        self._owns_client = client is None
+        self._client = client if client is not None else httpx.AsyncClient(timeout=timeout)
+        self._resume_at = 0.0
+
+    @property
+    def account(self) -> str:
+        return self._account
+
+    def entities(self) -> Sequence[str]:
+        return self._entities
+
+    async def fetch_page(self, request: PageRequest) -> Page:
+        ep = endpoint(request.entity)
+        key = ep.sort_key(request.mode)
+        processed = request.state.total_processed
+        page_size = min(request.page_size, MAX_PAGE_SIZE)
+        step = plan(Position.of(request.state), processed, page_size, self._skip_cap)
+        params = self._params(ep, key, step, request)
+        described = f"GET {self._path}/{ep.path} ({_show(params)})"
+        response = await self._get(ep.path, params, described)
+        body = read_list(response, described, tuple(dict.fromkeys(("id", CREATED, key))))
+        try:
+            absorbed = absorb(step, body.items, body.has_more, key, processed)
+            records = tuple(_record(item, ep) for item in absorbed.fresh)
+        except ValueError as exc:
+            raise MalformedResponseError(
+                "a list item has a date that is not ISO-8601", request=described
+            ) from exc
+        return Page(
+            records=records,
+            has_more=absorbed.has_more,
+            next_offset=absorbed.position.offset,
+            metadata=absorbed.position.metadata(),
+            total=None if body.total is None else step.position.base + body.total,
+        )
+
+    def _params(self, ep: Endpoint, key: str, step: Plan, request: PageRequest) -> dict[str, Any]:
+        params: dict[str, Any] = {"_skip": step.skip, "_limit": step.limit, "_order_by": key}
+        lower = step.position.window or _since(ep, key, request)
+        if lower is not None:
+            params.update(ep.lower_bound(key, lower))
+        wanted = self._fields.get(ep.entity)
+        if wanted:
+            params["_fields"] = ",".join(dict.fromkeys((*wanted, "id", CREATED, UPDATED)))
+        return params
+
+    async def _get(self, path: str, params: Mapping[str, Any], described: str) -> httpx.Response:
+        await self._wait_for_budget()
+        try:
+            response = await self._client.get(
+                f"{self._base}/{path}", params=params, auth=self._auth
+            )
+        except httpx.HTTPError as exc:
+            raise translate(exc, request=described) from exc
+        self._note_budget(response.headers)
+        if not response.is_success:
+            raise error_from(response, described)
+        return response
+
+    async def _wait_for_budget(self) -> None:
+        delay = self._resume_at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _note_budget(self, headers: httpx.Headers) -> None:
+        rate = parse_rate_limit(headers.get("RateLimit"))
+        if rate is None or rate.remaining is None or not rate.reset:
+            return
+        if rate.remaining <= self._pace_at:
+            self._resume_at = max(self._resume_at, time.monotonic() + rate.reset)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+
+def _since(ep: Endpoint, key: str, request: PageRequest) -> str | None:
+    """The incremental lower bound, when this sync filters by the watermark."""
+    if request.mode is not SyncMode.INCREMENTAL or request.since is None:
+        return None
+    if ep.incremental != key:
+        return None
+    since = request.since if request.since.tzinfo else request.since.replace(tzinfo=UTC)
+    return since.isoformat()
+
+
+def _show(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items())
+
+
+def _record(item: Mapping[str, Any], ep: Endpoint) -> Record:
+    created = parse_date(item[CREATED])
+    updated = item.get(UPDATED)
+    # The watermark must be the field incremental syncs filter on: activities filter
+    # by creation, so their update date must not raise the watermark.
+    if ep.incremental == CREATED or not isinstance(updated, str):
+        return Record(id=item["id"], data=item, created_at=created)
+    return Record(id=item["id"], data=item, created_at=created, updated_at=parse_date(updated))

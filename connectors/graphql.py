@@ -1,0 +1,316 @@
+"""GraphQL connector: any paginated query, through gql's httpx transport.
+
+Per entity the user gives a query document and the path to the list inside its result;
+the connector reads the document's AST when it is configured and decides how it
+paginates (Relay ``first``/``after`` with ``pageInfo``, or offset ``limit``/``offset``,
+``first``/``skip``, ``take``/``skip``), so a query it cannot page through fails before
+any request. Incremental syncs feed ``PageRequest.since`` to a ``$since`` variable (or
+the one named by ``since_variable``) when the query declares it; without one an
+incremental sync reads everything, which is correct, only slower.
+
+>>> connector = GraphQLConnector(  # doctest: +SKIP
+...     "https://api.github.com/graphql",
+...     headers={"Authorization": "Bearer ghp_…"},
+...     entities={
+...         "issues": GraphQLEntity(
+...             query=ISSUES_QUERY,
+...             path=("repository", "issues"),
+...             updated_field="updatedAt",
+...             variables={"owner": "python", "name": "cpython"},
+...         )
+...     },
+... )
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+import httpx
+from attrs import field, frozen
+
+from statesync._models import JSON, FetchState, Page, PageRequest, ResumableFetchOptions, SyncMode
+from statesync.connector import BaseConnector
+from statesync.errors import (
+    BadRequestError,
+    ConfigurationError,
+    ConnectorError,
+    MalformedResponseError,
+    MissingExtraError,
+    RateLimitedError,
+    error_for_status,
+    parse_retry_after,
+    translate,
+)
+
+try:
+    from gql import GraphQLRequest
+    from gql.transport.exceptions import TransportError
+    from gql.transport.httpx import HTTPXAsyncTransport
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise MissingExtraError("the GraphQL connector", "graphql", "gql") from exc
+
+from statesync._graphql_errors import error_from_graphql, scrub
+
+from ._graphql_page import STYLE_KEY, RecordFields, read_page
+from ._graphql_style import PaginationStyle, QueryPlan, analyze
+
+_SECRET_HEADER_WORDS = ("auth", "token", "key", "secret", "cookie", "session", "signature")
+
+
+def _path(value: str | Sequence[str]) -> tuple[str, ...]:
+    return tuple(value.split(".")) if isinstance(value, str) else tuple(value)
+
+
+@frozen
+class GraphQLEntity:
+    """One entity: a query, where its list is in the result, and how to read records.
+
+    ``path`` is a tuple of response keys (or a dotted string), e.g.
+    ``("repository", "issues")``. ``variables`` are sent with every page; the
+    pagination and since variables are the connector's.
+    """
+
+    query: str
+    path: tuple[str, ...] = field(converter=_path)
+    id_field: str = "id"
+    updated_field: str | None = None
+    created_field: str | None = None
+    variables: Mapping[str, JSON] = field(factory=dict, converter=dict)
+    since_variable: str | None = None
+    operation_name: str | None = None
+    max_page_size: int = field(default=100, validator=attrs.validators.ge(1))
+    """The API's page size cap: an offset list must never answer fewer than it was asked
+    for before its end, since a short page is how the end is recognised."""
+
+
+@frozen
+class _Configured:
+    entity: GraphQLEntity
+    plan: QueryPlan
+    fields: RecordFields
+
+
+@attrs.define
+class _HttpProbe:
+    """The HTTP status and Retry-After of this task's request (GraphQL bodies hide them)."""
+
+    status: int | None = None
+    retry_after: str | None = None
+
+
+# One probe per fetch_page call: a context variable keeps concurrent entities apart.
+_PROBE: contextvars.ContextVar[_HttpProbe | None] = contextvars.ContextVar(
+    "statesync_graphql_probe", default=None
+)
+
+
+async def _observe(response: httpx.Response) -> None:
+    probe = _PROBE.get()
+    if probe is not None:
+        probe.status = response.status_code
+        probe.retry_after = response.headers.get("Retry-After")
+
+
+class GraphQLConnector(BaseConnector):
+    """Pages through GraphQL queries; gql does the HTTP, the engine the retries."""
+
+    name = "graphql"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        entities: Mapping[str, GraphQLEntity],
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        if not entities:
+            raise ConfigurationError("the GraphQL connector needs at least one entity")
+        self._configured = {name: _configure(name, e) for name, e in entities.items()}
+        headers = dict(headers or {})
+        self._secrets = _secrets(headers)
+        # Any credential header counts (Authorization, X-Api-Key...), never in clear.
+        credentials = "\n".join(v for k, v in sorted(headers.items()) if _is_secret(k))
+        digest = hashlib.sha256(f"{url}\n{credentials}".encode()).hexdigest()[:12]
+        self._account = f"graphql:{digest}"
+        self._shown_url = urlsplit(url).path or "/"
+        self._transport: Any = HTTPXAsyncTransport(
+            url=url, headers=headers, timeout=timeout, event_hooks={"response": [_observe]}
+        )
+        self._connected = False
+
+    @property
+    def account(self) -> str:
+        return self._account
+
+    def entities(self) -> Sequence[str]:
+        return tuple(self._configured)
+
+    def style(self, entity: str) -> PaginationStyle:
+        """The pagination style detected for ``entity``'s query."""
+        return self._entity(entity).plan.style
+
+    def initial_state(self, options: ResumableFetchOptions) -> FetchState:
+        style = self._entity(options.entity).plan.style
+        offset = 0 if style is PaginationStyle.OFFSET else None
+        return FetchState(offset=offset, metadata={STYLE_KEY: style.value})
+
+    async def fetch_page(self, request: PageRequest) -> Page:
+        configured = self._entity(request.entity)
+        plan = configured.plan
+        _check_resume(request, plan)
+        size = min(request.page_size, configured.entity.max_page_size)
+        variables = _variables(configured, request, size)
+        shown = self._describe(plan, variables)
+        data = await self._execute(plan, variables, shown)
+        return read_page(data, plan, configured.fields, request, size, shown)
+
+    async def aclose(self) -> None:
+        if self._connected:
+            self._connected = False
+            await self._transport.close()
+
+    def _entity(self, entity: str) -> _Configured:
+        try:
+            return self._configured[entity]
+        except KeyError:
+            raise BadRequestError(
+                f"unknown entity {entity!r}: this connector has {', '.join(self._configured)}"
+            ) from None
+
+    def _describe(self, plan: QueryPlan, variables: Mapping[str, Any]) -> str:
+        # Only the pagination variables: configured ones may hold anything.
+        pagination = plan.pagination
+        shown = ", ".join(
+            f"{name}={variables.get(name)!r}"
+            for name in (pagination.size_variable, pagination.position_variable)
+        )
+        return f"POST {self._shown_url} {plan.where} ({shown})"
+
+    async def _execute(self, plan: QueryPlan, variables: dict[str, Any], shown: str) -> Any:
+        probe = _HttpProbe()
+        token = _PROBE.set(probe)
+        try:
+            if not self._connected:
+                self._connected = True
+                await self._transport.connect()
+            request = GraphQLRequest(
+                plan.document, variable_values=variables, operation_name=plan.operation_name
+            )
+            result = await self._transport.execute(request)
+        except TransportError as exc:  # everything gql's transport raises
+            error = self._finish(_as_connector_error(translate(exc, request=shown)), probe)
+            # A cause that quotes a secret stays out of the chain (tracebacks print it).
+            raise error from (None if self._quotes_secret(exc) else exc)
+        finally:
+            _PROBE.reset(token)
+        if result.errors:
+            # Errors in a 200 fail the page even when partial data came along.
+            raise self._finish(error_from_graphql(result.errors, shown), probe)
+        if result.data is None:
+            raise MalformedResponseError("the answer has neither data nor errors", request=shown)
+        return result.data
+
+    def _finish(self, error: ConnectorError, probe: _HttpProbe) -> ConnectorError:
+        return scrub(_refine(error, probe), self._secrets)
+
+    def _quotes_secret(self, exc: BaseException) -> bool:
+        return any(secret in str(exc) for secret in self._secrets)
+
+
+def _configure(name: str, entity: GraphQLEntity) -> _Configured:
+    fields = RecordFields(entity.id_field, entity.updated_field, entity.created_field)
+    try:
+        plan = analyze(
+            entity.query,
+            entity.path,
+            operation_name=entity.operation_name,
+            since_variable=entity.since_variable,
+            record_fields=[f for f in (fields.id, fields.updated, fields.created) if f],
+        )
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"GraphQL entity {name!r}: {exc}") from None
+    _check_variables(name, entity, plan)
+    return _Configured(entity, plan, fields)
+
+
+def _check_variables(name: str, entity: GraphQLEntity, plan: QueryPlan) -> None:
+    ours = {plan.pagination.size_variable, plan.pagination.position_variable}
+    ours |= {plan.since_variable} if plan.since_variable else set()
+    given = set(entity.variables)
+    problems = [
+        *(f"${v} is set by the connector (pagination/since)" for v in sorted(given & ours)),
+        *(f"${v} is not declared by the query" for v in sorted(given - plan.declared)),
+        *(f"${v} is required but has no value" for v in sorted(plan.required - given - ours)),
+    ]
+    if problems:
+        raise ConfigurationError(f"GraphQL entity {name!r} variables: {'; '.join(problems)}")
+
+
+def _variables(configured: _Configured, request: PageRequest, size: int) -> dict[str, Any]:
+    plan = configured.plan
+    pagination = plan.pagination
+    position: int | str | None = request.state.cursor
+    if plan.style is PaginationStyle.OFFSET:
+        position = request.state.offset or 0
+    variables: dict[str, Any] = dict(configured.entity.variables)
+    variables[pagination.size_variable] = size
+    variables[pagination.position_variable] = position
+    if plan.since_variable and request.mode is SyncMode.INCREMENTAL and request.since:
+        # Left out otherwise, so a default declared in the query applies.
+        variables[plan.since_variable] = request.since.isoformat()
+    return variables
+
+
+def _check_resume(request: PageRequest, plan: QueryPlan) -> None:
+    taken_with = request.state.metadata.get(STYLE_KEY)
+    if taken_with is not None and taken_with != plan.style.value:
+        raise BadRequestError(
+            f"the checkpoint was taken with {taken_with} pagination but the query of "
+            f"{plan.where} now paginates by {plan.style.value}: start a new job, or restore "
+            "the query the job began with"
+        )
+
+
+def _as_connector_error(error: Exception) -> ConnectorError:
+    if isinstance(error, ConnectorError):
+        return error
+    raise error  # not an API failure (a store error, say): never retried as one
+
+
+def _refine(error: ConnectorError, probe: _HttpProbe) -> ConnectorError:
+    """Let the HTTP status correct a classification made from the body alone."""
+    cls: type[ConnectorError] = type(error)
+    status = probe.status
+    if status is not None and status >= 400 and cls is not RateLimitedError:
+        by_status = type(error_for_status(status, ""))
+        # 429, 401/403 and 5xx say more than a body's codes; a plain 400 does not.
+        if by_status is not BadRequestError:
+            cls = by_status
+    retry_after = error.retry_after
+    if cls is RateLimitedError and retry_after is None:
+        retry_after = parse_retry_after(probe.retry_after)
+    return cls(
+        error.message, request=error.request, status=status or error.status, retry_after=retry_after
+    )
+
+
+def _is_secret(header: str) -> bool:
+    return any(word in header.lower() for word in _SECRET_HEADER_WORDS)
+
+
+def _secrets(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """Header values that must never appear in an error (and their bare credentials)."""
+    found: list[str] = []
+    for name, value in headers.items():
+        if _is_secret(name):
+            _, _, credential = value.partition(" ")
+            found.extend(v for v in (value, credential.strip()) if len(v) >= 4)
+    # Longest first, so a full "Bearer x" is replaced before its bare "x".
+    return tuple(sorted(set(found), key=len, reverse=True))
