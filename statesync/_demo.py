@@ -1,50 +1,138 @@
-"""``statesync demo``: the whole loop on embedded defaults, no keys or network needed."""
+"""``statesync demo``: the whole loop on embedded defaults, no keys or network needed.
+
+One emulator serves Stripe-, Close- and GraphQL-compatible APIs on loopback; three jobs,
+one per connector, run at once into one SQLite file, through the real SDKs and clients.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from statesync._display import ChunkLines, status_table
+from statesync._listeners import ProgressDisplay
 from statesync._policy import ChunkPolicy, RetryPolicy
+from statesync.events import Listener
 
-STRIPE_ENTITIES = ("customers", "invoices", "charges", "subscriptions", "products")
+STRIPE = ("customers", "invoices", "charges", "subscriptions", "products")
+CLOSE = (
+    "lead",
+    "contact",
+    "opportunity",
+    "activity",
+    "custom_field_lead",
+    "custom_field_shared",
+    "user",
+)
+GRAPHQL = ("tickets", "articles")
+
+TICKETS = """
+query Tickets($first: Int, $after: String, $since: DateTime) {
+  workspace(slug: "acme") {
+    tickets(first: $first, after: $after, updatedSince: $since) {
+      edges { node { id title status updatedAt createdAt } }
+      pageInfo { hasNextPage endCursor }
+      totalCount
+    }
+  }
+}"""
+ARTICLES = """
+query Articles($limit: Int, $offset: Int, $since: DateTime) {
+  articles(limit: $limit, offset: $offset, updatedSince: $since) { id title updatedAt }
+}"""
+
+
+def _sizes(customers: int) -> dict[str, int]:
+    return {
+        "customers": customers, "invoices": 180, "charges": 320, "subscriptions": 90,
+        "products": 40, "close.lead": 260, "close.contact": 200, "close.opportunity": 120,
+        "close.activity_call": 150, "close.activity_email": 90, "close.custom_field_lead": 12,
+        "close.custom_field_shared": 5, "close.user": 8, "graphql.tickets": 220,
+        "graphql.articles": 150,
+    }  # fmt: skip
+
+
+def _connectors(url: str, key: str) -> list[tuple[Any, tuple[str, ...]]]:
+    from statesync.connectors.close import CloseConnector
+    from statesync.connectors.graphql import GraphQLConnector, GraphQLEntity
+    from statesync.connectors.stripe import StripeConnector
+
+    graphql = GraphQLConnector(
+        f"{url}/graphql",
+        entities={
+            "tickets": GraphQLEntity(
+                TICKETS,
+                ("workspace", "tickets"),
+                updated_field="updatedAt",
+                created_field="createdAt",
+            ),
+            "articles": GraphQLEntity(ARTICLES, ("articles",), updated_field="updatedAt"),
+        },
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    return [
+        (StripeConnector(key, base_url=url), STRIPE),
+        (CloseConnector(key, base_url=f"{url}/api/v1", entities=CLOSE), CLOSE),
+        (graphql, GRAPHQL),
+    ]
+
+
+def _stop_all_on_signals(runners: list[Any]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: [r.request_stop() for r in runners])
 
 
 async def run_demo(db: Path, customers: int, console: Console) -> int:
     from statesync.adapters.local import LocalRunner
-    from statesync.connectors.stripe import StripeConnector
     from statesync.destinations.sqlite import SQLiteDestination
     from statesync.sandbox import Sandbox, SandboxConfig
     from statesync.stores.sqlite import SQLiteStateStore
 
-    sizes = {
-        "customers": customers,
-        "invoices": 180,
-        "charges": 320,
-        "subscriptions": 90,
-        "products": 40,
-    }
-    config = SandboxConfig(sizes=sizes)
+    config = SandboxConfig(sizes=_sizes(customers))
+    display = ProgressDisplay(console) if console.is_terminal else ChunkLines(console)
+    listeners: list[Listener] = [display]
+    store = SQLiteStateStore(db.with_name(db.name + ".state"))
+    destination = SQLiteDestination(db)
     with Sandbox(config) as sandbox:
-        console.print(f"API emulator on {sandbox.url}; syncing into {db}")
-        runner = LocalRunner(
-            connector=StripeConnector(config.api_key, base_url=sandbox.url),
-            store=SQLiteStateStore(db.with_name(db.name + ".state")),
-            destination=SQLiteDestination(db),
-            chunk_policy=ChunkPolicy(max_iterations=2, page_size=25),
-            retry_policy=RetryPolicy(attempts=5, initial_delay=0.2),
-            listeners=[ChunkLines(console)],
+        console.print(
+            f"API emulator on {sandbox.url}; syncing Stripe, Close and GraphQL entities into {db}"
         )
-        try:
-            runner.install_signal_handlers()
-            result = await runner.sync(STRIPE_ENTITIES)
-            console.print(
-                status_table(result.job_id, await runner.store.list_entities(result.job_id))
+        runners = [
+            LocalRunner(
+                connector=conn,
+                store=store,
+                destination=destination,
+                chunk_policy=ChunkPolicy(max_iterations=2, page_size=25),
+                retry_policy=RetryPolicy(attempts=5, initial_delay=0.2),
+                listeners=listeners,
             )
+            for conn, _ in _connectors(sandbox.url, config.api_key)
+        ]
+        entities = [names for _, names in _connectors(sandbox.url, config.api_key)]
+        try:
+            for runner in runners:
+                runner.install_signal_handlers()
+            live = display if isinstance(display, ProgressDisplay) else contextlib.nullcontext()
+            with live:
+                results = await asyncio.gather(
+                    *(r.sync(names) for r, names in zip(runners, entities, strict=True))
+                )
+            for runner, result in zip(runners, results, strict=True):
+                console.print(
+                    status_table(
+                        f"{result.job_id} ({runner.connector.name})",
+                        await store.list_entities(result.job_id),
+                    )
+                )
         finally:
-            await runner.connector.aclose()
-            await runner.destination.aclose()
-            await runner.store.aclose()
-    return 0 if result.ok else 1
+            for runner in runners:
+                await runner.connector.aclose()
+            await destination.aclose()
+            await store.aclose()
+    return 0 if all(r.ok for r in results) else 1

@@ -56,49 +56,55 @@ def _ago(when: datetime | None, now: datetime) -> str:
 def status_rows(records: Sequence[EntityRecord]) -> list[dict[str, Any]]:
     """Per-entity status as plain data (the ``--json`` output and the table's source)."""
     now = datetime.now(UTC)
-    rows = []
-    for r in records:
-        elapsed = (now - r.created_at).total_seconds() if r.created_at else None
-        rows.append(
-            {
-                "entity": r.entity,
-                "state": r.state.value,
-                "chunk": r.chunk_index,
-                "records": r.records,
-                "api_calls": r.api_calls,
-                "attempts": r.attempts,
-                "last_error": r.last_error.message if r.last_error else None,
-                "total": r.total_hint,
-                "time_in_state": _ago(r.state_since, now),
-                "elapsed_s": round(elapsed, 1) if elapsed is not None else None,
-            }
-        )
-    return rows
+    return [_row(r, now) for r in records]
+
+
+def _row(r: EntityRecord, now: datetime) -> dict[str, Any]:
+    end = r.updated_at if r.state.is_final or r.state is SyncState.FAILED else now
+    elapsed = (end - r.created_at).total_seconds() if r.created_at and end else None
+    rate = r.records / elapsed if elapsed and elapsed > 0 else None
+    eta = None
+    if rate and r.total_hint and not r.state.is_final and r.total_hint > r.records:
+        eta = (r.total_hint - r.records) / rate
+    return {
+        "entity": r.entity,
+        "state": r.state.value,
+        "chunk": r.chunk_index,
+        "records": r.records,
+        "total": r.total_hint,
+        "api_calls": r.api_calls,
+        "attempts": r.attempts,
+        "records_per_s": round(rate, 1) if rate is not None else None,
+        "eta_s": round(eta, 1) if eta is not None else None,
+        "time_in_state": _ago(r.state_since, now),
+        "last_error": r.last_error.message if r.last_error else None,
+        "last_error_kind": r.last_error.kind if r.last_error else None,
+    }
 
 
 def status_table(job_id: str, records: Sequence[EntityRecord]) -> Table:
-    table = Table(title=f"job {job_id}")
+    table = Table(title=f"job {job_id}", title_justify="left")
     for col in (
         "entity",
         "state",
         "chunk",
         "records",
-        "API calls",
-        "attempts",
+        "calls",
+        "tries",
+        "rec/s",
+        "ETA",
         "in state",
-        "last error",
     ):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, no_wrap=True)
+    table.add_column("last error", overflow="fold")
     for rec, row in zip(records, status_rows(records), strict=True):
         style = _STYLE.get(rec.state, "")
+        total = f"/{row['total']}" if row["total"] else ""
         table.add_row(
-            row["entity"],
-            f"[{style}]{row['state']}[/]",
-            str(row["chunk"]),
-            str(row["records"]),
-            str(row["api_calls"]),
-            str(row["attempts"]),
-            row["time_in_state"],
-            row["last_error"] or "",
-        )
+            row["entity"], f"[{style}]{row['state']}[/]", str(row["chunk"]),
+            f"{row['records']}{total}", str(row["api_calls"]), str(row["attempts"]),
+            f"{row['records_per_s']:,.0f}" if row["records_per_s"] else "-",
+            f"{row['eta_s']:.0f}s" if row["eta_s"] is not None else "-",
+            row["time_in_state"], row["last_error"] or "",
+        )  # fmt: skip
     return table

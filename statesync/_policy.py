@@ -1,15 +1,18 @@
 """Retry and chunk policies: frozen values that decide, never sleep.
 
 A :class:`RetryPolicy` answers "after this error on this attempt, wait how long, or give
-up?"; the local runner or Inngest does the waiting.
+up?"; the local runner or Inngest does the waiting. Per error kind, a :class:`KindOverride`
+may change the attempts and delays or take the kind out of (or into) retrying.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
+import attrs
 from attrs import field, frozen, validators
 
 from statesync.errors import ConnectorError, ErrorKind
@@ -31,6 +34,44 @@ def _kinds(value: object) -> frozenset[ErrorKind]:
 
 
 _non_negative = validators.ge(0.0)
+_fraction = [_non_negative, validators.le(1.0)]
+
+
+@frozen
+class KindOverride:
+    """What changes for one :class:`~statesync.errors.ErrorKind`; ``None`` keeps the base.
+
+    ``retry=False`` never retries the kind, ``retry=True`` retries it even when
+    ``retry_on`` leaves it out. ``attempts`` caps the chunk's attempt number (which counts
+    every failure of the chunk, whatever its kind) at which this kind gives up.
+    """
+
+    attempts: int | None = field(default=None, validator=validators.optional(validators.ge(1)))
+    initial_delay: float | None = field(default=None, validator=validators.optional(_non_negative))
+    multiplier: float | None = field(
+        default=None, validator=validators.optional(validators.ge(1.0))
+    )
+    max_delay: float | None = field(default=None, validator=validators.optional(_non_negative))
+    jitter: float | None = field(default=None, validator=validators.optional(_fraction))
+    retry: bool | None = None
+
+    def apply_to(self, base: RetryPolicy, kind: ErrorKind) -> RetryPolicy:
+        """``base`` as it stands for ``kind``: a plain policy, without per-kind overrides."""
+        changes = {
+            a.name: value
+            for a in attrs.fields(KindOverride)
+            if a.name != "retry" and (value := getattr(self, a.name)) is not None
+        }
+        retry_on = base.retry_on
+        if self.retry is not None:
+            retry_on = retry_on | {kind} if self.retry else retry_on - {kind}
+        return attrs.evolve(base, kinds={}, retry_on=retry_on, **changes)
+
+
+def _kind_overrides(
+    value: Mapping[ErrorKind, KindOverride] | Mapping[str, KindOverride],
+) -> Mapping[ErrorKind, KindOverride]:
+    return {ErrorKind(k): v for k, v in value.items()}
 
 
 @frozen
@@ -41,18 +82,28 @@ class RetryPolicy:
     as ``initial_delay * multiplier ** (attempt - 1)``, capped at ``max_delay``, with up
     to ``jitter`` (a fraction) added at random so workers do not retry in lock-step. A
     server's ``Retry-After`` wins over the computed delay when ``respect_retry_after``.
+    ``kinds`` changes any of that per error kind (see :class:`KindOverride`).
     """
 
     attempts: int = field(default=5, validator=validators.ge(1))
     initial_delay: float = field(default=1.0, validator=_non_negative)
     multiplier: float = field(default=2.0, validator=validators.ge(1.0))
     max_delay: float = field(default=60.0, validator=_non_negative)
-    jitter: float = field(default=0.1, validator=[_non_negative, validators.le(1.0)])
+    jitter: float = field(default=0.1, validator=_fraction)
     retry_on: frozenset[ErrorKind] = field(default=_RETRYABLE_BY_DEFAULT, converter=_kinds)
     respect_retry_after: bool = True
+    # Left out of the hash (a dict is not hashable) but not out of equality.
+    kinds: Mapping[ErrorKind, KindOverride] = field(
+        factory=dict, converter=_kind_overrides, hash=False
+    )
+
+    def for_kind(self, kind: ErrorKind) -> RetryPolicy:
+        """This policy as it applies to errors of ``kind`` (itself when nothing changes)."""
+        override = self.kinds.get(kind)
+        return self if override is None else override.apply_to(self, kind)
 
     def retries(self, error: ConnectorError) -> bool:
-        return error.kind in self.retry_on
+        return error.kind in self.for_kind(error.kind).retry_on
 
     def next_delay(
         self,
@@ -63,14 +114,16 @@ class RetryPolicy:
     ) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or ``None`` to give up.
 
-        ``attempt`` is the 1-based number of the attempt that just failed.
+        ``attempt`` is the 1-based number of the attempt that just failed. The error's
+        kind override, if any, applies.
         """
-        if not self.retries(error) or attempt >= self.attempts:
+        policy = self.for_kind(error.kind)
+        if error.kind not in policy.retry_on or attempt >= policy.attempts:
             return None
-        if self.respect_retry_after and error.retry_after is not None:
+        if policy.respect_retry_after and error.retry_after is not None:
             return error.retry_after
-        base = min(self.max_delay, self.initial_delay * self.multiplier ** (attempt - 1))
-        return min(self.max_delay, base * (1.0 + self.jitter * rand()))
+        base = min(policy.max_delay, policy.initial_delay * policy.multiplier ** (attempt - 1))
+        return min(policy.max_delay, base * (1.0 + policy.jitter * rand()))
 
 
 @frozen
@@ -96,18 +149,24 @@ class PolicySet:
     """Keys are ``"connector"`` or ``"connector.entity"``."""
     chunk_overrides: Mapping[str, ChunkPolicy] = field(factory=dict)
 
-    def retry_for(self, connector: str, entity: str) -> RetryPolicy:
+    def retry_for(self, connector: str, entity: str | None = None) -> RetryPolicy:
+        """The entity's policy; without ``entity``, the connector's own level."""
         return _lookup(self.retry_overrides, connector, entity, self.retry)
 
-    def chunk_for(self, connector: str, entity: str) -> ChunkPolicy:
+    def chunk_for(self, connector: str, entity: str | None = None) -> ChunkPolicy:
+        """The entity's chunk policy; without ``entity``, the connector's own level."""
         return _lookup(self.chunk_overrides, connector, entity, self.chunk)
+
+    def retry_resolver(self, connector: str) -> Callable[[str], RetryPolicy]:
+        """Entity name to retry policy for ``connector``: what a runner's ``retry_policy`` takes."""
+        return functools.partial(self.retry_for, connector)
 
 
 _P = TypeVar("_P")
 
 
-def _lookup(table: Mapping[str, _P], connector: str, entity: str, default: _P) -> _P:
-    found = table.get(f"{connector}.{entity}")
+def _lookup(table: Mapping[str, _P], connector: str, entity: str | None, default: _P) -> _P:
+    found = None if entity is None else table.get(f"{connector}.{entity}")
     if found is None:
         found = table.get(connector)
     return default if found is None else found

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
+from statesync._cli._diagram import diagram
 from statesync._cli._jobs import demo, resume, run, sandbox, status
+from statesync._cli._policy import policy
 
 
 @click.group()
@@ -13,5 +15,5 @@ def main() -> None:
     """Resumable, observable, retry-safe chunked API syncs."""
 
 
-for command in (demo, run, resume, status, sandbox):
+for command in (demo, run, resume, status, sandbox, diagram, policy):
     main.add_command(command)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,10 +16,15 @@ import click
 from rich.console import Console
 
 from statesync._display import ChunkLines, status_rows, status_table
+from statesync._listeners import LoggingListener, ProgressDisplay
 from statesync._models import SyncMode
 from statesync._open import CONNECTORS, open_connector, open_destination, open_store
-from statesync._policy import ChunkPolicy, RetryPolicy
+from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
+from statesync.adapters.local import LocalRunner
 from statesync.errors import StatesyncError
+from statesync.events import Listener
+
+Display = ProgressDisplay | ChunkLines
 
 T = TypeVar("T")
 
@@ -28,7 +35,9 @@ API_KEY_ENV = "STATESYNC_API_KEY"
 
 
 def _console() -> Console:
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    # Piped output (CI logs, files) has no width to fit; 80 columns would fold the tables.
+    return console if console.is_terminal else Console(highlight=False, width=150)
 
 
 def _run(make: Callable[[], Awaitable[T]]) -> T:
@@ -71,6 +80,13 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
             help="Seconds to wait for an entity another worker drives.",
         ),
         click.option(
+            "--policies",
+            type=click.Path(exists=True, dir_okay=False),
+            envvar="STATESYNC_POLICIES",
+            help="Retry/chunk policy TOML file; replaces the policy flags above.",
+        ),
+        click.option("-v", "--verbose", is_flag=True, help="Log every event (stderr)."),
+        click.option(
             "--lease-ttl",
             type=float,
             default=60.0,
@@ -102,13 +118,13 @@ def run(
 
     async def go() -> int:
         params = {"base_url": base_url} if base_url else {}
-        runner = _runner(connector, params, entities, **opts)
-        async with _closing(runner):
+        runner, display = _runner(connector, params, entities, **opts)
+        async with _session(runner):
             job = await runner.create_job(
                 entities, mode=SyncMode(mode), job_id=job_id, params=params
             )
             _console().print(f"job {job}")
-            return await _drive(runner, job, retry_failed=False)
+            return await _drive(runner, display, job, retry_failed=False)
 
     sys.exit(_run(go))
 
@@ -124,9 +140,9 @@ def resume(job_id: str, retry_failed: bool, **opts: Any) -> None:
         store = open_store(opts["store"])
         spec = await store.get_job(job_id)
         await store.aclose()
-        runner = _runner(spec.connector, spec.params, spec.entities, **opts)
-        async with _closing(runner):
-            return await _drive(runner, job_id, retry_failed=retry_failed)
+        runner, display = _runner(spec.connector, spec.params, spec.entities, **opts)
+        async with _session(runner):
+            return await _drive(runner, display, job_id, retry_failed=retry_failed)
 
     sys.exit(_run(go))
 
@@ -134,7 +150,7 @@ def resume(job_id: str, retry_failed: bool, **opts: Any) -> None:
 def _runner(
     connector: str,
     params: Any,
-    entities: tuple[str, ...] | Any,
+    entities: Sequence[str],
     *,
     store: str,
     dest: str,
@@ -144,37 +160,65 @@ def _runner(
     attempts: int,
     lease_wait: float,
     lease_ttl: float,
-) -> Any:
-    from statesync.adapters.local import LocalRunner
-
-    return LocalRunner(
-        connector=open_connector(connector, os.environ.get(API_KEY_ENV), params, entities),
+    policies: str | None,
+    verbose: bool,
+) -> tuple[LocalRunner, Display]:
+    key = os.environ.get(API_KEY_ENV)
+    console = _console()
+    display: Display = ProgressDisplay(console) if console.is_terminal else ChunkLines(console)
+    listeners: list[Listener] = [display]
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        listeners.append(LoggingListener(secrets=[key] if key else []))
+    runner = LocalRunner(
+        connector=open_connector(connector, key, params, entities),
         store=open_store(store),
         destination=open_destination(dest),
-        chunk_policy=ChunkPolicy(max_iterations, page_size, lease_ttl),
-        retry_policy=RetryPolicy(attempts=attempts),
+        policies=_policies(
+            policies, connector, entities, max_iterations, page_size, attempts, lease_ttl
+        ),
         concurrency=concurrency,
-        listeners=[ChunkLines(_console())],
+        listeners=listeners,
         lease_wait=lease_wait,
+    )
+    return runner, display
+
+
+def _policies(
+    path: str | None,
+    connector: str,
+    entities: Sequence[str],
+    max_iterations: int,
+    page_size: int,
+    attempts: int,
+    lease_ttl: float,
+) -> PolicySet:
+    """The policy file when one is given; otherwise the command-line flags."""
+    if path is not None:
+        from statesync._policy_config import load_policies
+
+        return load_policies(path, known={connector: set(entities)})
+    return PolicySet(
+        retry=RetryPolicy(attempts=attempts),
+        chunk=ChunkPolicy(max_iterations, page_size, lease_ttl),
     )
 
 
-class _closing:
-    def __init__(self, runner: Any) -> None:
-        self.runner = runner
-
-    async def __aenter__(self) -> Any:
-        return self.runner
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.runner.connector.aclose()
-        await self.runner.destination.aclose()
-        await self.runner.store.aclose()
+@contextlib.asynccontextmanager
+async def _session(runner: LocalRunner) -> AsyncIterator[LocalRunner]:
+    try:
+        yield runner
+    finally:
+        await runner.connector.aclose()
+        await runner.destination.aclose()
+        await runner.store.aclose()
 
 
-async def _drive(runner: Any, job_id: str, *, retry_failed: bool) -> int:
+async def _drive(runner: LocalRunner, display: Display, job_id: str, *, retry_failed: bool) -> int:
     runner.install_signal_handlers()
-    result = await runner.run(job_id, retry_failed=retry_failed)
+    live = display if isinstance(display, ProgressDisplay) else contextlib.nullcontext()
+    with live:
+        result = await runner.run(job_id, retry_failed=retry_failed)
     console = _console()
     console.print(status_table(job_id, await runner.store.list_entities(job_id)))
     for entity in result.entities:

@@ -239,9 +239,9 @@ class SQLiteDestination:
             await asyncio.wait([commit])
             raise
         finally:
-            if commit.done() and not commit.cancelled() and commit.exception() is not None:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+            failed = commit.done() and not commit.cancelled() and commit.exception() is not None
+            if failed and conn.in_transaction:
+                conn.execute("ROLLBACK")
         return out
 
     def _loop_lock(self) -> asyncio.Lock:

@@ -12,6 +12,16 @@ DEFAULT_SIZES: Mapping[str, int] = {
     "charges": 320,
     "subscriptions": 90,
     "products": 40,
+    "close.lead": 200,
+    "close.contact": 150,
+    "close.opportunity": 80,
+    "close.activity_call": 120,
+    "close.activity_email": 60,
+    "close.custom_field_lead": 8,
+    "close.custom_field_shared": 4,
+    "close.user": 6,
+    "graphql.tickets": 150,
+    "graphql.articles": 90,
 }
 
 
