@@ -17,6 +17,7 @@ import inngest
 from attrs import field, frozen
 
 from statesync._chunk import ChunkOutcome, apply_trigger, perform_sync_chunk
+from statesync._lease import LeaseKeeper
 from statesync._models import EntityRecord, JobSpec, Lease, SyncMode, SyncState
 from statesync._policy import PolicySet
 from statesync.adapters._inngest_model import (
@@ -28,7 +29,6 @@ from statesync.adapters._inngest_model import (
     JobRequest,
     JobSummary,
 )
-from statesync.adapters.local import _LeaseKeeper
 from statesync.connector import BaseConnector
 from statesync.destination import Destination
 from statesync.errors import ConflictError, UnknownJobError
@@ -183,7 +183,7 @@ class Engine:
             raise inngest.RetryAfterError(
                 f"another run holds the lease on {task.entity!r}", timedelta(seconds=ttl)
             )
-        keeper = _Lease(_LeaseKeeper(self.store, lease, ttl))
+        keeper = _Lease(LeaseKeeper(self.store, lease, ttl))
         try:
             yield keeper
         finally:
@@ -203,7 +203,7 @@ class Engine:
 
 @frozen
 class _Lease:
-    keeper: _LeaseKeeper
+    keeper: LeaseKeeper
 
     def current(self) -> Lease:
         return self.keeper.current()

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from attrs import frozen
 
 from statesync._chunk import ChunkOutcome, apply_trigger, perform_sync_chunk
+from statesync._lease import LeaseKeeper
 from statesync._models import EntityRecord, JobSpec, Lease, SyncMode, SyncState
 from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
 from statesync.connector import BaseConnector
@@ -183,7 +184,7 @@ class LocalRunner:
             if lease is None:
                 rec = await self.store.get_entity(job_id, entity)
                 return _result(rec, note=f"another worker holds the lease on {entity!r}")
-            keeper = _LeaseKeeper(self.store, lease, self.chunk_policy_for(entity).lease_ttl)
+            keeper = LeaseKeeper(self.store, lease, self.chunk_policy_for(entity).lease_ttl)
             try:
                 return await self._drive(job_id, entity, keeper)
             except LeaseError as exc:
@@ -203,7 +204,7 @@ class LocalRunner:
             if await self._sleep(min(1.0, ttl / 4)):
                 return None
 
-    async def _drive(self, job_id: str, entity: str, keeper: _LeaseKeeper) -> EntityResult:
+    async def _drive(self, job_id: str, entity: str, keeper: LeaseKeeper) -> EntityResult:
         retry, chunk = self.retry_policy_for(entity), self.chunk_policy_for(entity)
         while not self.stopping:
             out = await perform_sync_chunk(
@@ -236,33 +237,6 @@ class LocalRunner:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), timeout=seconds)
         return self.stopping
-
-
-class _LeaseKeeper:
-    """Holds one entity's lease and renews it in the background while work goes on."""
-
-    def __init__(self, store: StateStore, lease: Lease, ttl: float) -> None:
-        self._store = store
-        self._lease = lease
-        self._ttl = ttl
-        self._task = asyncio.create_task(self._renew())
-
-    def current(self) -> Lease:
-        if self._task.done() and not self._task.cancelled():
-            self._task.result()  # raises the LeaseError that ended renewal
-        return self._lease
-
-    async def _renew(self) -> None:
-        while True:
-            await asyncio.sleep(self._ttl / 3)
-            self._lease = await self._store.renew_lease(self._lease, self._ttl)
-
-    async def release(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, LeaseError):
-            await self._task
-        with contextlib.suppress(LeaseError):
-            await self._store.release_lease(self._lease)
 
 
 def _result(rec: EntityRecord, note: str | None = None) -> EntityResult:

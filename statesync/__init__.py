@@ -7,6 +7,7 @@ instances: :class:`StateStore`, :class:`Destination`, :class:`BaseConnector`,
 """
 
 from statesync._chunk import ChunkOutcome, apply_trigger, perform_sync_chunk
+from statesync._listeners import LoggingListener, ProgressDisplay
 from statesync._machine import STATES, TRANSITIONS, TransitionDef, next_state
 from statesync._models import (
     EntityRecord,
@@ -22,7 +23,14 @@ from statesync._models import (
     SyncState,
     TransitionRecord,
 )
-from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
+from statesync._policy import ChunkPolicy, KindOverride, PolicySet, RetryPolicy
+from statesync._policy_config import (
+    PolicyConfigError,
+    load_policies,
+    policies_from_env,
+    policies_from_mapping,
+)
+from statesync._redact import redact
 from statesync.connector import BaseConnector
 from statesync.destination import Destination
 from statesync.events import Emitter, Event, Listener
@@ -43,11 +51,15 @@ __all__ = [
     "Event",
     "FetchState",
     "JobSpec",
+    "KindOverride",
     "Lease",
     "Listener",
+    "LoggingListener",
     "Page",
     "PageRequest",
+    "PolicyConfigError",
     "PolicySet",
+    "ProgressDisplay",
     "Record",
     "ResumableFetchOptions",
     "RetryPolicy",
@@ -57,6 +69,10 @@ __all__ = [
     "TransitionDef",
     "TransitionRecord",
     "apply_trigger",
+    "load_policies",
     "next_state",
     "perform_sync_chunk",
+    "policies_from_env",
+    "policies_from_mapping",
+    "redact",
 ]

@@ -250,7 +250,8 @@ def _from_stripe(exc: BaseException, request: str | None) -> StatesyncError | No
     retry_after = parse_retry_after(headers.get("Retry-After") or headers.get("retry-after"))
     # Stripe's messages never contain the full key, but its str() can include
     # the request id; the user message is enough and safe to log.
-    message = f"stripe {type(exc).__name__}: {exc.user_message or 'no message'}"
+    answered = f" (HTTP {status})" if status is not None else ""
+    message = f"stripe {type(exc).__name__}{answered}: {exc.user_message or 'no message'}"
     if isinstance(exc, stripe.RateLimitError):
         return RateLimitedError(message, status=status, retry_after=retry_after, request=request)
     if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):

@@ -1,0 +1,211 @@
+"""The command line as an operator meets it: exit codes, status, progress, interrupts."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
+
+STATESYNC = str(Path(sys.executable).with_name("statesync"))
+SIZES = {"customers": 60, "invoices": 30}
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(SandboxConfig(sizes=SIZES)) as running:
+        yield running
+
+
+def args(tmp: Path) -> list[str]:
+    return [
+        "--store",
+        f"sqlite:///{tmp / 's.db'}",
+        "--dest",
+        f"sqlite:///{tmp / 'd.db'}",
+        "--max-iterations",
+        "2",
+        "--page-size",
+        "10",
+        "--attempts",
+        "2",
+    ]
+
+
+def env(sandbox: Sandbox) -> dict[str, str]:
+    return {**os.environ, "STATESYNC_API_KEY": sandbox.config.api_key, "COLUMNS": "150"}
+
+
+def run(sandbox: Sandbox, tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        STATESYNC,
+        "run",
+        "--base-url",
+        sandbox.url,
+        "--entity",
+        "customers",
+        "--entity",
+        "invoices",
+        "--job-id",
+        "j1",
+        *args(tmp),
+        *extra,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env(sandbox), timeout=120)
+
+
+def status(tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [STATESYNC, "status", "j1", "--store", f"sqlite:///{tmp / 's.db'}", *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_complete_job_exits_0_and_status_shows_every_entity(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    done = run(sandbox, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = status(tmp_path, "--json")
+    rows = {e["entity"]: e for e in json.loads(out.stdout)["entities"]}
+    assert rows["customers"]["state"] == "complete" and rows["customers"]["records"] == 60
+    assert rows["invoices"]["api_calls"] == 3
+    text = status(tmp_path).stdout
+    assert "customers" in text and "complete" in text and "job j1" in text
+
+
+def test_failed_entity_exits_1_and_status_names_the_error(sandbox: Sandbox, tmp_path: Path) -> None:
+    sandbox.faults.add_rule(FaultRule(path_prefix="/v1/invoices", nth=1, times=99, status=503))
+    failed = run(sandbox, tmp_path)
+    assert failed.returncode == 1
+    rows = {e["entity"]: e for e in json.loads(status(tmp_path, "--json").stdout)["entities"]}
+    assert rows["invoices"]["state"] == "failed" and rows["invoices"]["attempts"] == 2
+    assert rows["invoices"]["last_error_kind"] == "transient"
+    assert "503" in rows["invoices"]["last_error"]
+    assert rows["customers"]["state"] == "complete"
+    assert "failed" in status(tmp_path).stdout
+
+
+def test_sigint_exits_3_after_a_checkpoint_and_resume_finishes(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    sandbox.faults.configure(latency=0.15)
+    cmd = [
+        STATESYNC,
+        "run",
+        "--base-url",
+        sandbox.url,
+        "--entity",
+        "customers",
+        "--job-id",
+        "j1",
+        *args(tmp_path),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(sandbox)
+    )
+    deadline = time.monotonic() + 30
+    while len(sandbox.log()) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, out + err
+    assert "statesync resume j1" in out
+    rows = json.loads(status(tmp_path, "--json").stdout)["entities"]
+    assert rows[0]["state"] in ("fetching", "chunk_done") and 0 < rows[0]["records"] < 60
+    sandbox.faults.configure(latency=0)
+    resumed = subprocess.run(
+        [STATESYNC, "resume", "j1", *args(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env(sandbox),
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert json.loads(status(tmp_path, "--json").stdout)["entities"][0]["records"] == 60
+
+
+def test_plain_output_when_not_a_terminal(sandbox: Sandbox, tmp_path: Path) -> None:
+    out = run(sandbox, tmp_path).stdout
+    assert "customers        chunk    0    2 pages     20 records" in out
+    assert "\x1b[" not in out  # no escape codes in logs
+
+
+def test_progress_bars_on_a_terminal(sandbox: Sandbox, tmp_path: Path) -> None:
+    cmd = [
+        STATESYNC,
+        "run",
+        "--base-url",
+        sandbox.url,
+        "--entity",
+        "customers",
+        "--entity",
+        "invoices",
+        "--job-id",
+        "j1",
+        *args(tmp_path),
+    ]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI on a pseudo-terminal
+        os.execve(cmd[0], cmd, env(sandbox))
+    screen = _read_all(fd)
+    _, code = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(code) == 0, screen
+    assert "━" in screen  # rich drew bars
+    assert "rec/s" in screen and "60/60" in screen and "30/30" in screen
+    assert "complete" in screen and "chunk" in screen
+    assert "customers        chunk    0" not in screen  # the plain lines are for pipes only
+
+
+def _read_all(fd: int) -> str:
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_verbose_logs_events_without_the_key(sandbox: Sandbox, tmp_path: Path) -> None:
+    done = run(sandbox, tmp_path, "-v")
+    assert done.returncode == 0
+    assert "customers: start pending -> fetching" in done.stderr
+    assert "job j1 finished: customers=complete" in done.stderr
+    assert sandbox.config.api_key not in done.stderr + done.stdout
+
+
+def test_policy_file_drives_the_run(sandbox: Sandbox, tmp_path: Path) -> None:
+    policies = tmp_path / "p.toml"
+    policies.write_text(
+        "[default]\nattempts = 3\ninitial_delay = 0.01\n"
+        "[default.chunk]\nmax_iterations = 1\npage_size = 20\n"
+        "[connectors.stripe.entities.invoices]\nattempts = 1\n"
+    )
+    sandbox.faults.add_rule(FaultRule(path_prefix="/v1/invoices", nth=1, times=99, status=503))
+    done = run(sandbox, tmp_path, "--policies", str(policies))
+    assert done.returncode == 1
+    rows = {e["entity"]: e for e in json.loads(status(tmp_path, "--json").stdout)["entities"]}
+    assert rows["customers"]["chunk"] == 3 and rows["customers"]["api_calls"] == 3
+    assert rows["invoices"]["attempts"] == 1
+    assert len([e for e in sandbox.log() if e.path == "/v1/invoices"]) == 1
