@@ -7,6 +7,7 @@ import os
 import pty
 import select
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -209,3 +210,34 @@ def test_policy_file_drives_the_run(sandbox: Sandbox, tmp_path: Path) -> None:
     assert rows["customers"]["chunk"] == 3 and rows["customers"]["api_calls"] == 3
     assert rows["invoices"]["attempts"] == 1
     assert len([e for e in sandbox.log() if e.path == "/v1/invoices"]) == 1
+
+
+def test_cancel_drops_staging_and_keeps_the_live_table(sandbox: Sandbox, tmp_path: Path) -> None:
+    assert run(sandbox, tmp_path).returncode == 0  # a good live table first
+    sandbox.faults.add_rule(FaultRule(path_prefix="/v1/invoices", nth=2, times=99, status=401))
+    cmd = [
+        STATESYNC,
+        "run",
+        "--base-url",
+        sandbox.url,
+        "--entity",
+        "invoices",
+        "--job-id",
+        "j2",
+        *args(tmp_path),
+    ]
+    assert subprocess.run(cmd, capture_output=True, env=env(sandbox), timeout=60).returncode == 1
+    cancel = [STATESYNC, "cancel", "j2", *args(tmp_path)[:4]]
+    done = subprocess.run(cancel, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = subprocess.run(
+        [STATESYNC, "status", "j2", "--json", *args(tmp_path)[:2]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(out.stdout)["entities"][0]["state"] == "cancelled"
+    with sqlite3.connect(tmp_path / "d.db") as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+        assert not [t for t in tables if t.startswith("_stg_invoices")]
+        assert db.execute('SELECT count(*) FROM "invoices"').fetchone()[0] == 30

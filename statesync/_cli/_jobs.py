@@ -15,14 +15,17 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from statesync._chunk import apply_trigger
 from statesync._display import ChunkLines, status_rows, status_table
 from statesync._listeners import LoggingListener, ProgressDisplay
-from statesync._models import SyncMode
+from statesync._models import EntityRecord, SyncMode
 from statesync._open import CONNECTORS, open_connector, open_destination, open_store
 from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
 from statesync.adapters.local import LocalRunner
+from statesync.destination import Destination
 from statesync.errors import StatesyncError
 from statesync.events import Listener
+from statesync.store import StateStore
 
 Display = ProgressDisplay | ChunkLines
 
@@ -257,6 +260,45 @@ def status(job_id: str | None, store: str, as_json: bool) -> None:
             await st.aclose()
 
     _run(go)
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--entity", "entities", multiple=True, help="Only these entities (repeatable).")
+@click.option("--store", default=DEFAULT_STORE, show_default=True)
+@click.option("--dest", default=DEFAULT_DEST, show_default=True)
+def cancel(job_id: str, entities: tuple[str, ...], store: str, dest: str) -> None:
+    """Cancel a job's unfinished entities for good and drop what they staged."""
+
+    async def go() -> int:
+        st, destination = open_store(store), open_destination(dest)
+        try:
+            records = await st.list_entities(job_id)
+            chosen = [r for r in records if not entities or r.entity in entities]
+            busy = [r.entity for r in chosen if not await _cancel_one(st, destination, r)]
+        finally:
+            await destination.aclose()
+            await st.aclose()
+        for entity in busy:
+            _console().print(f"{entity}: a worker is driving it; stop that worker first")
+        return EXIT_BUSY if busy else EXIT_OK
+
+    sys.exit(_run(go))
+
+
+async def _cancel_one(store: StateStore, destination: Destination, rec: EntityRecord) -> bool:
+    """Cancel one entity under its lease; False when another worker holds the lease."""
+    if rec.state.is_final:
+        return True
+    lease = await store.acquire_lease(rec.job_id, rec.entity, "statesync-cancel", 30.0)
+    if lease is None:
+        return False
+    try:
+        await apply_trigger(store, rec.job_id, rec.entity, "cancel", lease=lease)
+        await destination.discard(rec.job_id, rec.entity)
+    finally:
+        await store.release_lease(lease)
+    return True
 
 
 @click.command()
