@@ -66,7 +66,7 @@ def open_destination(url: str) -> Destination:
     return SQLiteDestination(_sqlite_path(url))
 
 
-CONNECTORS = ("stripe",)
+CONNECTORS = ("stripe", "close")
 
 
 def open_connector(
@@ -82,4 +82,9 @@ def open_connector(
         from statesync.connectors.stripe import StripeConnector
 
         return StripeConnector(api_key, base_url=params.get("base_url"), entities=entities)
+    if name == "close":
+        from statesync.connectors.close import CloseConnector
+
+        base = params.get("base_url")
+        return CloseConnector(api_key, entities=entities, **({"base_url": base} if base else {}))
     raise ConfigurationError(f"unknown connector {name!r}; known: {', '.join(CONNECTORS)}")

@@ -241,3 +241,28 @@ def test_cancel_drops_staging_and_keeps_the_live_table(sandbox: Sandbox, tmp_pat
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
         assert not [t for t in tables if t.startswith("_stg_invoices")]
         assert db.execute('SELECT count(*) FROM "invoices"').fetchone()[0] == 30
+
+
+def test_close_connector_from_the_command_line(tmp_path: Path) -> None:
+    sizes = {"close.lead": 45, "close.user": 3}
+    with Sandbox(SandboxConfig(sizes=sizes)) as sandbox:
+        cmd = [
+            STATESYNC,
+            "run",
+            "--connector",
+            "close",
+            "--base-url",
+            f"{sandbox.url}/api/v1",
+            "--entity",
+            "lead",
+            "--entity",
+            "user",
+            "--job-id",
+            "j1",
+            *args(tmp_path),
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env(sandbox), timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        rows = {e["entity"]: e for e in json.loads(status(tmp_path, "--json").stdout)["entities"]}
+        assert rows["lead"]["records"] == 45 and rows["lead"]["total"] == 45
+        assert rows["user"]["state"] == "complete"
