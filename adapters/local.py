@@ -158,6 +158,12 @@ class LocalRunner:
     ) -> JobResult:
         return await self.run(await self.create_job(entities, mode=mode, job_id=job_id))
 
+    def sync_blocking(
+        self, entities: Sequence[str], *, mode: SyncMode = SyncMode.FULL, job_id: str | None = None
+    ) -> JobResult:
+        """:meth:`sync` for code without an event loop (scripts, notebooks' cells, cron)."""
+        return asyncio.run(self.sync(entities, mode=mode, job_id=job_id))
+
     async def run(self, job_id: str, *, retry_failed: bool = False) -> JobResult:
         """Drive every unfinished entity of ``job_id`` until it ends or a stop is asked."""
         spec = await self.store.get_job(job_id)

@@ -28,7 +28,9 @@ Environment: ``STATESYNC_API_KEY`` (read per step, never stored or sent in event
 (``redis://127.0.0.1:6379/0``), ``STATESYNC_REDIS_PREFIX`` (``statesync``),
 ``STATESYNC_DEST`` (``statesync-inngest.db``), ``STATESYNC_CHUNKS_PER_RUN`` (200),
 ``STATESYNC_MAX_ITERATIONS`` (10 pages a chunk), ``STATESYNC_PAGE_SIZE`` (100),
-``STATESYNC_ACCOUNT_CONCURRENCY`` (4), ``PORT`` (8000). In production leave
+``STATESYNC_ACCOUNT_CONCURRENCY`` (4), ``STATESYNC_POLICIES`` (a policy TOML file, the
+same one ``statesync run --policies`` reads; it replaces the two sizing variables),
+``PORT`` (8000). In production leave
 ``INNGEST_DEV`` unset and set ``INNGEST_SIGNING_KEY`` and ``INNGEST_EVENT_KEY``.
 """
 
@@ -41,7 +43,7 @@ import inngest
 import inngest.fast_api
 import uvicorn
 
-from statesync import ChunkPolicy, JobSpec, PolicySet, RetryPolicy
+from statesync import ChunkPolicy, JobSpec, PolicySet, RetryPolicy, load_policies
 from statesync.adapters.inngest import sync_functions
 from statesync.connector import BaseConnector
 from statesync.connectors.stripe import StripeConnector
@@ -60,6 +62,20 @@ def _int(name: str, default: int) -> int:
     return int(os.getenv(name, str(default)))
 
 
+def _policies() -> PolicySet:
+    """The same policy file the local runner reads (``$STATESYNC_POLICIES``), if any."""
+    path = os.getenv("STATESYNC_POLICIES")
+    if path:
+        return load_policies(path)
+    return PolicySet(
+        retry=RetryPolicy(attempts=5, initial_delay=1, max_delay=60),
+        chunk=ChunkPolicy(
+            max_iterations=_int("STATESYNC_MAX_ITERATIONS", 10),
+            page_size=_int("STATESYNC_PAGE_SIZE", 100),
+        ),
+    )
+
+
 def create_app() -> fastapi.FastAPI:
     client = inngest.Inngest(app_id="statesync", is_production=not os.getenv("INNGEST_DEV"))
     functions = sync_functions(
@@ -70,13 +86,7 @@ def create_app() -> fastapi.FastAPI:
             prefix=os.getenv("STATESYNC_REDIS_PREFIX", "statesync"),
         ),
         destination=SQLiteDestination(os.getenv("STATESYNC_DEST", "statesync-inngest.db")),
-        policies=PolicySet(
-            retry=RetryPolicy(attempts=5, initial_delay=1, max_delay=60),
-            chunk=ChunkPolicy(
-                max_iterations=_int("STATESYNC_MAX_ITERATIONS", 10),
-                page_size=_int("STATESYNC_PAGE_SIZE", 100),
-            ),
-        ),
+        policies=_policies(),
         chunks_per_run=_int("STATESYNC_CHUNKS_PER_RUN", 200),
         account_concurrency=_int("STATESYNC_ACCOUNT_CONCURRENCY", 4),
     )

@@ -243,3 +243,9 @@ def test_invalid_transition_names_entity_state_and_trigger() -> None:
         next_state("customers", SyncState.COMPLETE, "next_chunk")
     assert "customers" in str(info.value) and "complete" in str(info.value)
     assert "next_chunk" in str(info.value)
+
+
+def test_sync_facade_runs_without_an_event_loop() -> None:
+    r = runner(MemoryConnector({"a": rows(25)}))
+    result = r.sync_blocking(["a"])
+    assert result.ok and result.entities[0].records == 25
