@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_crash_resume import wait_for_requests
 
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 
@@ -47,21 +48,14 @@ def env(sandbox: Sandbox) -> dict[str, str]:
     return {**os.environ, "STATESYNC_API_KEY": sandbox.config.api_key, "COLUMNS": "150"}
 
 
+def run_cmd(sandbox: Sandbox, tmp: Path, *entities: str) -> list[str]:
+    names = entities or ("customers", "invoices")
+    chosen = [a for e in names for a in ("--entity", e)]
+    return [STATESYNC, "run", "--base-url", sandbox.url, *chosen, "--job-id", "j1", *args(tmp)]
+
+
 def run(sandbox: Sandbox, tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    cmd = [
-        STATESYNC,
-        "run",
-        "--base-url",
-        sandbox.url,
-        "--entity",
-        "customers",
-        "--entity",
-        "invoices",
-        "--job-id",
-        "j1",
-        *args(tmp),
-        *extra,
-    ]
+    cmd = [*run_cmd(sandbox, tmp), *extra]
     return subprocess.run(cmd, capture_output=True, text=True, env=env(sandbox), timeout=120)
 
 
@@ -103,24 +97,11 @@ def test_sigint_exits_3_after_a_checkpoint_and_resume_finishes(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
     sandbox.faults.configure(latency=0.15)
-    cmd = [
-        STATESYNC,
-        "run",
-        "--base-url",
-        sandbox.url,
-        "--entity",
-        "customers",
-        "--job-id",
-        "j1",
-        *args(tmp_path),
-    ]
+    cmd = run_cmd(sandbox, tmp_path, "customers")
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(sandbox)
     )
-    deadline = time.monotonic() + 30
-    while len(sandbox.log()) < 3:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_for_requests(sandbox, 3)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, out + err
@@ -146,19 +127,7 @@ def test_plain_output_when_not_a_terminal(sandbox: Sandbox, tmp_path: Path) -> N
 
 
 def test_progress_bars_on_a_terminal(sandbox: Sandbox, tmp_path: Path) -> None:
-    cmd = [
-        STATESYNC,
-        "run",
-        "--base-url",
-        sandbox.url,
-        "--entity",
-        "customers",
-        "--entity",
-        "invoices",
-        "--job-id",
-        "j1",
-        *args(tmp_path),
-    ]
+    cmd = run_cmd(sandbox, tmp_path)
     pid, fd = pty.fork()
     if pid == 0:  # the child: the CLI on a pseudo-terminal
         os.execve(cmd[0], cmd, env(sandbox))

@@ -176,7 +176,7 @@ def test_second_worker_on_a_running_job_stops_with_a_clear_message(
             stderr=subprocess.PIPE,
             text=True,
         )
-        _wait_for_requests(sandbox, 2)
+        wait_for_requests(sandbox, 2)
         second = cli("resume", "twojob", *args, env=env)
         assert second.returncode == 75, second.stdout + second.stderr
         assert "another worker holds the lease on 'customers'" in second.stdout
@@ -186,7 +186,7 @@ def test_second_worker_on_a_running_job_stops_with_a_clear_message(
         assert sorted(got) == sorted(r["id"] for r in sandbox.snapshot("customers"))
 
 
-def _wait_for_requests(sandbox: Sandbox, n: int) -> None:
+def wait_for_requests(sandbox: Sandbox, n: int) -> None:
     deadline = time.monotonic() + 30
     while len(sandbox.log()) < n:
         assert time.monotonic() < deadline, "the first worker never started fetching"
