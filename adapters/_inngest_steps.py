@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import inngest
 from attrs import field, frozen
 
+from statesync._budget import BudgetRegistry
 from statesync._chunk import ChunkOutcome, apply_trigger, perform_sync_chunk
 from statesync._lease import LeaseKeeper
 from statesync._models import EntityRecord, JobSpec, Lease, SyncMode, SyncState
@@ -49,6 +50,7 @@ class Engine:
     destination: Destination
     policies: PolicySet
     listeners: tuple[Listener, ...] = ()
+    budgets: BudgetRegistry = field(factory=BudgetRegistry)
     _specs: OrderedDict[str, JobSpec] = field(factory=OrderedDict, init=False)
 
     # -- job --------------------------------------------------------------------
@@ -136,6 +138,7 @@ class Engine:
     async def run_chunk(self, task: EntityTask, chunk: int, owner: str) -> ChunkSummary:
         """Run chunk ``chunk`` (or find it done) and settle the outcome for Inngest."""
         spec = await self._spec(task.job_id)
+        chunk_policy = self.policies.chunk_for(spec.connector, task.entity)
         async with self._connector(spec) as connector, self._lease(task, spec, owner) as lease:
             out = await perform_sync_chunk(
                 job_id=task.job_id,
@@ -143,8 +146,9 @@ class Engine:
                 connector=connector,
                 store=self.store,
                 destination=self.destination,
-                chunk_policy=self.policies.chunk_for(spec.connector, task.entity),
+                chunk_policy=chunk_policy,
                 retry_policy=self.policies.retry_for(spec.connector, task.entity),
+                budget=self.budgets.for_connector(connector, chunk_policy),
                 lease=lease.current(),
                 expected_chunk=chunk,
                 emitter=Emitter(self.listeners),

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 import inngest
 
+from statesync._budget import BudgetRegistry
 from statesync._policy import PolicySet
 from statesync.adapters._inngest_model import (
     ChunkSummary,
@@ -85,6 +86,7 @@ def sync_functions(
     account_concurrency: int | None = 4,
     wait_timeout: timedelta = timedelta(days=7),
     listeners: Iterable[Listener] = (),
+    budgets: BudgetRegistry | None = None,
 ) -> list[inngest.Function[Any]]:
     """The Inngest functions that run statesync jobs; serve them with your framework.
 
@@ -97,7 +99,9 @@ def sync_functions(
     """
     policies = policies or PolicySet()
     _check(chunks_per_run, policies)
-    engine = Engine(connectors, store, destination, policies, tuple(listeners))
+    engine = Engine(
+        connectors, store, destination, policies, tuple(listeners), budgets or BudgetRegistry()
+    )
     names = EventNames(event_prefix)
     return [
         _job_function(client, engine, names, wait_timeout),

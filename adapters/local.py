@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from attrs import frozen
 
+from statesync._budget import BudgetRegistry
 from statesync._chunk import ChunkOutcome, apply_trigger, perform_sync_chunk
 from statesync._lease import LeaseKeeper
 from statesync._models import EntityRecord, JobSpec, Lease, SyncMode, SyncState
@@ -75,6 +76,7 @@ class LocalRunner:
         chunk_policy: ChunkPolicy | None = None,
         retry_policy: RetryPolicy | PolicyFor | None = None,
         policies: PolicySet | None = None,
+        budgets: BudgetRegistry | None = None,
         concurrency: int = 4,
         listeners: Iterable[Listener] = (),
         owner: str | None = None,
@@ -90,6 +92,9 @@ class LocalRunner:
             chunk=chunk_policy or ChunkPolicy(),
         )
         self._retry_fn = None if isinstance(retry_policy, RetryPolicy) else retry_policy
+        # One budget per API account, shared by all this runner's entities; pass one
+        # registry to several runners (or RedisBudgets across processes) to share more.
+        self.budgets = budgets or BudgetRegistry()
         self._sem = asyncio.Semaphore(concurrency)
         self._emitter = Emitter(listeners)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -220,6 +225,7 @@ class LocalRunner:
                 store=self.store,
                 destination=self.destination,
                 chunk_policy=chunk,
+                budget=self.budgets.for_connector(self.connector, chunk),
                 retry_policy=retry,
                 lease=keeper.current(),
                 should_stop=lambda: self.stopping,

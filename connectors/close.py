@@ -50,9 +50,10 @@ from datetime import UTC
 from typing import Any
 from urllib.parse import urlsplit
 
+import attrs
 import httpx
 
-from statesync._models import Page, PageRequest, Record, SyncMode
+from statesync._models import FetchState, Page, PageRequest, RateInfo, Record, SyncMode
 from statesync.connector import BaseConnector
 from statesync.connectors._close_endpoints import (
     CREATED,
@@ -142,20 +143,68 @@ class CloseConnector(BaseConnector):
         described = f"GET {self._path}/{ep.path} ({_show(params)})"
         response = await self._get(ep.path, params, described)
         body = read_list(response, described, tuple(dict.fromkeys(("id", CREATED, key))))
-        try:
-            absorbed = absorb(step, body.items, body.has_more, key, processed)
-            records = tuple(_record(item, ep) for item in absorbed.fresh)
-        except ValueError as exc:
-            raise MalformedResponseError(
-                "a list item has a date that is not ISO-8601", request=described
-            ) from exc
-        return Page(
-            records=records,
-            has_more=absorbed.has_more,
-            next_offset=absorbed.position.offset,
-            metadata=absorbed.position.metadata(),
-            total=None if body.total is None else step.position.base + body.total,
+        rate = _rate_info(response.headers)
+        if request.state.metadata.get(_PLANNED):
+            # A planned page: its records are judged against the checkpoint in settle().
+            return Page(
+                records=_records(body.items, ep, described),
+                has_more=body.has_more,
+                next_offset=step.skip + len(body.items),
+                metadata={_PLANNED: True, _RAW_TOTAL: body.total},
+                rate=rate,
+            )
+        return _absorbed(
+            step, body.items, body.has_more, body.total, ep, key, processed, rate, described
         )
+
+    def plan_pages(self, request: PageRequest, count: int) -> Sequence[PageRequest]:
+        """The offsets of the next pages when each comes back full.
+
+        Nothing is planned past a page that would open a date window (the ``_skip`` cap):
+        that page is fetched plainly once the checkpoint reaches it.
+        """
+        page_size = min(request.page_size, MAX_PAGE_SIZE)
+        position = Position.of(request.state)
+        processed = request.state.total_processed
+        step = plan(position, processed, page_size, self._skip_cap)
+        planned: list[PageRequest] = []
+        while len(planned) < count and step.position == position:
+            position = attrs.evolve(position, offset=step.skip + step.limit)
+            processed += step.limit - (1 if step.overlaps else 0)
+            step = plan(position, processed, page_size, self._skip_cap)
+            if step.position != position:
+                break
+            state = FetchState(
+                offset=position.offset,
+                total_processed=processed,
+                metadata={**position.metadata(), _PLANNED: True},
+            )
+            planned.append(attrs.evolve(request, state=state))
+        return planned
+
+    def settle(self, planned: PageRequest, page: Page, actual: PageRequest) -> Page | None:
+        """A planned page joins on only when it asked what the checkpoint asks and its
+        first record (the re-read one) was handed out already; else offsets shifted."""
+        if not (page.metadata or {}).get(_PLANNED):
+            return super().settle(planned, page, actual)
+        ep = endpoint(actual.entity)
+        key = ep.sort_key(actual.mode)
+        page_size = min(actual.page_size, MAX_PAGE_SIZE)
+        processed = actual.state.total_processed
+        step = plan(Position.of(actual.state), processed, page_size, self._skip_cap)
+        asked = plan(Position.of(planned.state), processed, page_size, self._skip_cap)
+        if (step.skip, step.limit, step.position.window) != (
+            asked.skip,
+            asked.limit,
+            asked.position.window,
+        ):
+            return None
+        items = [record.data for record in page.records]
+        if step.overlaps and (not items or not step.position.is_seen(items[0], key)):
+            return None
+        raw_total = (page.metadata or {}).get(_RAW_TOTAL)
+        total = raw_total if isinstance(raw_total, int) else None
+        return _absorbed(step, items, page.has_more, total, ep, key, processed, page.rate)
 
     def _params(self, ep: Endpoint, key: str, step: Plan, request: PageRequest) -> dict[str, Any]:
         params: dict[str, Any] = {"_skip": step.skip, "_limit": step.limit, "_order_by": key}
@@ -195,6 +244,57 @@ class CloseConnector(BaseConnector):
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()
+
+
+_PLANNED = "planned"
+"""Metadata key of a planned request and of its provisional page."""
+_RAW_TOTAL = "raw_total"
+
+
+def _absorbed(
+    step: Plan,
+    items: Sequence[Mapping[str, Any]],
+    has_more: bool,
+    total: int | None,
+    ep: Endpoint,
+    key: str,
+    processed: int,
+    rate: RateInfo | None,
+    described: str | None = None,
+) -> Page:
+    """The page ``items`` make at ``step``: fresh records only, and the next position."""
+    try:
+        absorbed = absorb(step, items, has_more, key, processed)
+    except ValueError as exc:
+        raise MalformedResponseError(
+            "a list item has a date that is not ISO-8601", request=described
+        ) from exc
+    return Page(
+        records=_records(absorbed.fresh, ep, described),
+        has_more=absorbed.has_more,
+        next_offset=absorbed.position.offset,
+        metadata=absorbed.position.metadata(),
+        total=None if total is None else step.position.base + total,
+        rate=rate,
+    )
+
+
+def _records(
+    items: Sequence[Mapping[str, Any]], ep: Endpoint, described: str | None
+) -> tuple[Record, ...]:
+    try:
+        return tuple(_record(item, ep) for item in items)
+    except ValueError as exc:
+        raise MalformedResponseError(
+            "a list item has a date that is not ISO-8601", request=described
+        ) from exc
+
+
+def _rate_info(headers: httpx.Headers) -> RateInfo | None:
+    rate = parse_rate_limit(headers.get("RateLimit"))
+    if rate is None:
+        return None
+    return RateInfo(limit=rate.limit, remaining=rate.remaining, reset=rate.reset)
 
 
 def _since(ep: Endpoint, key: str, request: PageRequest) -> str | None:

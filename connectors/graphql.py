@@ -161,6 +161,22 @@ class GraphQLConnector(BaseConnector):
         offset = 0 if style is PaginationStyle.OFFSET else None
         return FetchState(offset=offset, metadata={STYLE_KEY: style.value})
 
+    def plan_pages(self, request: PageRequest, count: int) -> Sequence[PageRequest]:
+        """Offset lists have predictable offsets; Relay cursors do not."""
+        configured = self._entity(request.entity)
+        if configured.plan.style is not PaginationStyle.OFFSET:
+            return ()
+        size = min(request.page_size, configured.entity.max_page_size)
+        start = request.state.offset or 0
+        meta = {STYLE_KEY: configured.plan.style.value}
+        return tuple(
+            attrs.evolve(
+                request,
+                state=attrs.evolve(request.state, offset=start + i * size, metadata=meta),
+            )
+            for i in range(1, count + 1)
+        )
+
     async def fetch_page(self, request: PageRequest) -> Page:
         configured = self._entity(request.entity)
         plan = configured.plan

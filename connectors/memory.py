@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import attrs
+
 from statesync._models import Page, PageRequest, Record, SyncMode
 from statesync.connector import BaseConnector
 from statesync.errors import BadRequestError, ConnectorError
@@ -44,6 +46,18 @@ class MemoryConnector(BaseConnector):
 
     def entities(self) -> Sequence[str]:
         return tuple(self.data)
+
+    def plan_pages(self, request: PageRequest, count: int) -> Sequence[PageRequest]:
+        """Offsets are predictable: each page starts ``page_size`` after the last."""
+        if not self.resumable:
+            return ()
+        start = request.state.offset or 0
+        return tuple(
+            attrs.evolve(
+                request, state=attrs.evolve(request.state, offset=start + i * request.page_size)
+            )
+            for i in range(1, count + 1)
+        )
 
     async def fetch_page(self, request: PageRequest) -> Page:
         await asyncio.sleep(0)  # a real API call yields to the loop; so does this one

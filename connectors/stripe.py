@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from statesync._models import Page, PageRequest, Record, SyncMode
-from statesync.connector import BaseConnector
+from statesync.connector import BaseConnector, Partitioning
 from statesync.errors import MalformedResponseError, MissingExtraError, translate
 
 if TYPE_CHECKING:
@@ -67,6 +67,10 @@ class StripeConnector(BaseConnector):
     def entities(self) -> Sequence[str]:
         return self._entities
 
+    def partitioning(self, entity: str) -> Partitioning:
+        """Every list filters by ``created``: windows walk newest first, each with its cursor."""
+        return Partitioning(newest_first=True)
+
     async def fetch_page(self, request: PageRequest) -> Page:
         params = self._params(request)
         described = _describe(request.entity, params)
@@ -82,8 +86,16 @@ class StripeConnector(BaseConnector):
         params: dict[str, Any] = {"limit": min(request.page_size, MAX_PAGE_SIZE)}
         if request.state.cursor:
             params["starting_after"] = request.state.cursor
+        created: dict[str, int] = {}
         if request.mode is SyncMode.INCREMENTAL and request.since is not None:
-            params["created"] = {"gte": int(request.since.timestamp())}
+            created["gte"] = int(request.since.timestamp())
+        window = request.window
+        if window is not None and window.lower is not None:
+            created["gte"] = max(window.lower, created.get("gte", window.lower))
+        if window is not None and window.upper is not None:
+            created["lt"] = window.upper
+        if created:
+            params["created"] = created
         return params
 
     async def aclose(self) -> None:

@@ -6,6 +6,14 @@ instances: :class:`StateStore`, :class:`Destination`, :class:`BaseConnector`,
 :class:`Listener`.
 """
 
+from statesync._budget import (
+    BudgetRegistry,
+    MemoryRateBudget,
+    RateBudget,
+    RateSettings,
+    RedisBudgets,
+    RedisRateBudget,
+)
 from statesync._chunk import ChunkOutcome, apply_trigger, perform_sync_chunk
 from statesync._listeners import LoggingListener, ProgressDisplay
 from statesync._machine import STATES, TRANSITIONS, TransitionDef, next_state
@@ -17,10 +25,13 @@ from statesync._models import (
     Lease,
     Page,
     PageRequest,
+    Partition,
+    RateInfo,
     Record,
     ResumableFetchOptions,
     SyncMode,
     SyncState,
+    TimeWindow,
     TransitionRecord,
 )
 from statesync._policy import ChunkPolicy, KindOverride, PolicySet, RetryPolicy
@@ -31,7 +42,7 @@ from statesync._policy_config import (
     policies_from_mapping,
 )
 from statesync._redact import redact
-from statesync.connector import BaseConnector
+from statesync.connector import BaseConnector, Partitioning
 from statesync.destination import Destination
 from statesync.events import Emitter, Event, Listener
 from statesync.store import StateStore
@@ -42,6 +53,7 @@ __all__ = [
     "STATES",
     "TRANSITIONS",
     "BaseConnector",
+    "BudgetRegistry",
     "ChunkOutcome",
     "ChunkPolicy",
     "Destination",
@@ -55,17 +67,26 @@ __all__ = [
     "Lease",
     "Listener",
     "LoggingListener",
+    "MemoryRateBudget",
     "Page",
     "PageRequest",
+    "Partition",
+    "Partitioning",
     "PolicyConfigError",
     "PolicySet",
     "ProgressDisplay",
+    "RateBudget",
+    "RateInfo",
+    "RateSettings",
     "Record",
+    "RedisBudgets",
+    "RedisRateBudget",
     "ResumableFetchOptions",
     "RetryPolicy",
     "StateStore",
     "SyncMode",
     "SyncState",
+    "TimeWindow",
     "TransitionDef",
     "TransitionRecord",
     "apply_trigger",

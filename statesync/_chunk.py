@@ -9,8 +9,6 @@ sleeps: a retryable failure comes back as an outcome with ``retry_in`` set.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,6 +17,7 @@ from typing import Any
 import attrs
 from attrs import frozen
 
+from statesync._budget import RateBudget
 from statesync._failpoints import crash_point
 from statesync._machine import next_state
 from statesync._models import (
@@ -26,11 +25,10 @@ from statesync._models import (
     ErrorInfo,
     FetchState,
     Lease,
-    Page,
-    PageRequest,
     SyncState,
     TransitionRecord,
 )
+from statesync._pipeline import Pipeline, partitioning_for
 from statesync._policy import ChunkPolicy, RetryPolicy
 from statesync.connector import BaseConnector
 from statesync.destination import Destination
@@ -39,13 +37,14 @@ from statesync.events import (
     ChunkFinished,
     ChunkStarted,
     Emitter,
-    PageWritten,
     RetryScheduled,
     TransitionEvent,
 )
 from statesync.store import StateStore
 
 _UNCHUNKED = 2**31
+_PACE_WEIGHT = 0.7
+"""Weight of the last chunk in the seconds-per-call average: latency changes show fast."""
 
 
 @frozen
@@ -148,6 +147,7 @@ async def perform_sync_chunk(
     expected_chunk: int | None = None,
     should_stop: Callable[[], bool] | None = None,
     emitter: Emitter | None = None,
+    budget: RateBudget | None = None,
 ) -> ChunkOutcome:
     """Run one chunk of ``entity`` in ``job_id`` and return where it stands.
 
@@ -155,6 +155,8 @@ async def perform_sync_chunk(
     twice: when the store shows that chunk already finished, nothing is fetched and the
     summary of the finished chunk is returned. ``should_stop`` is checked after each
     page's checkpoint, so an interrupted chunk resumes exactly after its last page.
+    ``budget`` paces the requests (one budget per API account, shared by every entity
+    and window that calls it: see :class:`statesync.BudgetRegistry`).
     """
     policy = chunk_policy or ChunkPolicy()
     run = _Chunk(await store.get_entity(job_id, entity), store, lease, emitter or Emitter())
@@ -167,11 +169,21 @@ async def perform_sync_chunk(
     await _enter_fetching(run, connector)
     run.emitter.emit(ChunkStarted(job_id, entity, index))
     started = time.monotonic()
+    target = policy.target_duration if connector.supports_resumable_fetching() else None
+    pipeline = Pipeline(
+        run=run,
+        connector=connector,
+        destination=destination,
+        policy=policy,
+        budget=budget,
+        limit=_chunk_limit(run.rec, connector, policy),
+        deadline=None if target is None else started + target,
+        should_stop=should_stop,
+    )
     try:
-        await _fetch_pages(run, connector, destination, policy, should_stop)
-        if _wants_page(run.rec.fetch_state, connector, policy):
+        if await _fetch_pages(run, pipeline, connector):
             return run.outcome(index, interrupted=True)
-        await _close_chunk(run, destination)
+        await _close_chunk(run, destination, _pace(run, started))
     except ConnectorError as exc:
         await _record_failure(run, exc, retry_policy or RetryPolicy())
     out = run.outcome(index, retry_in=run.retry_delay)
@@ -198,95 +210,47 @@ async def _enter_fetching(run: _Chunk, connector: BaseConnector) -> None:
         await run.save(fetch_state=fresh)
 
 
-async def _fetch_pages(
-    run: _Chunk,
-    connector: BaseConnector,
-    destination: Destination,
-    policy: ChunkPolicy,
-    should_stop: Callable[[], bool] | None,
-) -> None:
-    """Fetch and land pages in order, with the next page in flight while one is written.
+async def _fetch_pages(run: _Chunk, pipeline: Pipeline, connector: BaseConnector) -> bool:
+    """Fetch and land this chunk's pages; True when a stop request cut the chunk short.
 
-    Pages are written and checkpointed strictly one after another; only the fetch of
-    page k+1 overlaps the write of page k. A prefetched page that never lands (a stop,
-    a crash, a failed write) is simply fetched again from the checkpoint.
+    Pages are written and checkpointed strictly one after another (see
+    :mod:`statesync._pipeline` for what is in flight meanwhile). A fetched page that never
+    lands (a stop, a crash, a failed write) is simply fetched again from the checkpoint.
     """
     rec = run.rec
-    await destination.prepare(rec.job_id, rec.entity, rec.mode)
-    if not _wants_page(run.rec.fetch_state, connector, policy):
-        return
-    pending: asyncio.Task[Page] | None = _start_fetch(
-        connector, run.rec, run.rec.fetch_state, policy
-    )
-    try:
-        while pending is not None:
-            page = await pending
-            crash_point("after_fetch")
-            after = run.rec.fetch_state.advance(page)
-            stopping = should_stop is not None and should_stop()
-            pending = None
-            if not stopping and _wants_page(after, connector, policy):
-                pending = _start_fetch(connector, run.rec, after, policy)
-                # Let the prefetch send its request before a destination that writes
-                # synchronously holds the loop.
-                await asyncio.sleep(0)
-            await _land_page(run, destination, page)
-            if should_stop is not None and should_stop():
-                return
-    finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectorError):
-                await pending
+    await pipeline.destination.prepare(rec.job_id, rec.entity, rec.mode)
+    partitioning = partitioning_for(connector, rec.fetch_state, rec.entity, pipeline.policy)
+    if partitioning is not None:
+        return await pipeline.partitions(partitioning)
+    return await pipeline.stream()
 
 
-def _wants_page(state: FetchState, connector: BaseConnector, policy: ChunkPolicy) -> bool:
-    limit = policy.max_iterations if connector.supports_resumable_fetching() else _UNCHUNKED
-    return state.has_more and state.iterations_in_chunk < limit
+def _chunk_limit(rec: EntityRecord, connector: BaseConnector, policy: ChunkPolicy) -> int:
+    if not connector.supports_resumable_fetching():
+        return _UNCHUNKED
+    return policy.iterations(rec.seconds_per_call)
 
 
-def _start_fetch(
-    connector: BaseConnector, rec: EntityRecord, state: FetchState, policy: ChunkPolicy
-) -> asyncio.Task[Page]:
-    request = PageRequest(rec.entity, state, policy.page_size, rec.since, rec.mode)
-    crash_point("before_fetch")
-    return asyncio.ensure_future(connector.fetch_page(request))
+def _pace(run: _Chunk, started: float) -> float | None:
+    """The moving average of seconds per API call, with this chunk's measurement in."""
+    before = run.rec.seconds_per_call
+    if run.pages == 0:
+        return before
+    measured = (time.monotonic() - started) / run.pages
+    return measured if before is None else before + _PACE_WEIGHT * (measured - before)
 
 
-async def _land_page(run: _Chunk, destination: Destination, page: Page) -> None:
-    rec = run.rec
-    mark = page.max_watermark()
-    await destination.write_page(rec.job_id, rec.entity, rec.mode, page.records, mark)
-    crash_point("after_page_write")
-    # Only now, with the page committed, may the checkpoint move past it.
-    watermark = rec.watermark if mark is None or (rec.watermark and rec.watermark >= mark) else mark
-    await run.save(
-        fetch_state=rec.fetch_state.advance(page),
-        api_calls=rec.api_calls + 1,
-        total_hint=page.total if page.total is not None else rec.total_hint,
-        watermark=watermark,
-    )
-    crash_point("after_checkpoint")
-    run.pages += 1
-    run.records += len(page.records)
-    if run.emitter:
-        r = run.rec
-        run.emitter.emit(
-            PageWritten(
-                r.job_id, r.entity, r.chunk_index, len(page.records), r.records, r.total_hint
-            )
-        )
-
-
-async def _close_chunk(run: _Chunk, destination: Destination) -> None:
+async def _close_chunk(run: _Chunk, destination: Destination, pace: float | None) -> None:
     rec = run.rec
     if rec.fetch_state.has_more:
-        await run.fire("chunk_finished", chunk_index=rec.chunk_index + 1, attempts=0)
+        await run.fire(
+            "chunk_finished", chunk_index=rec.chunk_index + 1, attempts=0, seconds_per_call=pace
+        )
         return
     # Crash-safe: finalize is idempotent, and a crash before "complete" lands here again.
     await destination.finalize(rec.job_id, rec.entity, rec.mode)
     crash_point("after_finalize")
-    await run.fire("complete", chunk_index=rec.chunk_index + 1, attempts=0)
+    await run.fire("complete", chunk_index=rec.chunk_index + 1, attempts=0, seconds_per_call=pace)
 
 
 async def _record_failure(run: _Chunk, exc: ConnectorError, retry: RetryPolicy) -> None:

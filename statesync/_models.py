@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +39,53 @@ def _frozen_mapping(value: Mapping[str, JSON] | None) -> Mapping[str, JSON]:
 
 
 @frozen
+class TimeWindow:
+    """A creation-time range in Unix seconds: ``lower`` inclusive, ``upper`` exclusive.
+
+    ``None`` leaves that side open. A connector that offers partitions (see
+    :meth:`BaseConnector.partitioning`) restricts a request to its window.
+    """
+
+    lower: int | None = None
+    upper: int | None = None
+
+
+@frozen
+class Partition:
+    """One time window of a partitioned entity, walked with its own cursor.
+
+    The entity's checkpoint is the set of its partitions: each one's cursor moves only
+    after a page of that window has committed, independently of the others.
+    """
+
+    lower: int | None = None
+    upper: int | None = None
+    cursor: str | None = None
+    offset: int | None = None
+    records: int = 0
+    done: bool = False
+    metadata: Mapping[str, JSON] = field(factory=dict, converter=_frozen_mapping)
+
+    @property
+    def window(self) -> TimeWindow:
+        return TimeWindow(self.lower, self.upper)
+
+    def state(self) -> FetchState:
+        """The fetch state a connector sees for this window."""
+        return FetchState(
+            offset=self.offset,
+            cursor=self.cursor,
+            total_processed=self.records,
+            has_more=not self.done,
+            metadata=self.metadata,
+        )
+
+
+def _partition_tuple(value: Iterable[Partition]) -> tuple[Partition, ...]:
+    return tuple(value)
+
+
+@frozen
 class FetchState:
     """Where an entity's fetch stands: enough to resume it in any process.
 
@@ -53,6 +100,9 @@ class FetchState:
     has_more: bool = True
     iterations_in_chunk: int = 0
     metadata: Mapping[str, JSON] = field(factory=dict, converter=_frozen_mapping)
+    partitions: tuple[Partition, ...] = field(default=(), converter=_partition_tuple)
+    """Set when the entity is walked as concurrent time windows (then ``cursor`` and
+    ``offset`` are unused and ``has_more`` says whether any window is unfinished)."""
 
     def advance(self, page: Page) -> FetchState:
         """The state after ``page`` has been written."""
@@ -64,6 +114,10 @@ class FetchState:
             iterations_in_chunk=self.iterations_in_chunk + 1,
             metadata=page.metadata if page.metadata is not None else self.metadata,
         )
+
+    def position(self) -> tuple[int | None, str | None, Mapping[str, JSON]]:
+        """What a connector's next request depends on: offset, cursor and metadata."""
+        return (self.offset, self.cursor, self.metadata)
 
     def new_chunk(self) -> FetchState:
         return attrs.evolve(self, iterations_in_chunk=0)
@@ -96,6 +150,8 @@ class PageRequest:
     page_size: int
     since: datetime | None
     mode: SyncMode
+    window: TimeWindow | None = None
+    """The creation-time window to restrict the request to (partitioned entities)."""
 
 
 @frozen
@@ -113,6 +169,18 @@ class Record:
 
 
 @frozen
+class RateInfo:
+    """A provider's report on the account's request budget (e.g. a ``RateLimit`` header).
+
+    ``reset`` is seconds until ``remaining`` is refilled to ``limit``.
+    """
+
+    limit: int | None = None
+    remaining: int | None = None
+    reset: float | None = None
+
+
+@frozen
 class Page:
     """One answered page: the records and the token out."""
 
@@ -123,6 +191,8 @@ class Page:
     metadata: Mapping[str, JSON] | None = None
     total: int | None = None
     """Records the API says the whole entity has, when it says so (for progress)."""
+    rate: RateInfo | None = None
+    """What the API said about the account's rate limit with this answer, if anything."""
 
     def max_watermark(self) -> datetime | None:
         marks = [m for m in (r.watermark for r in self.records) if m is not None]
@@ -163,6 +233,9 @@ class EntityRecord:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     state_since: datetime | None = None
+    seconds_per_call: float | None = None
+    """Measured wall time of a chunk divided by its API calls (a moving average), which
+    sizes the next chunk when the chunk policy sets a ``target_duration``."""
 
     @property
     def records(self) -> int:

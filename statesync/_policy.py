@@ -8,9 +8,10 @@ may change the attempts and delays or take the kind out of (or into) retrying.
 from __future__ import annotations
 
 import functools
+import math
 import random
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 from attrs import field, frozen, validators
@@ -128,11 +129,67 @@ class RetryPolicy:
 
 @frozen
 class ChunkPolicy:
-    """How much work one chunk does: the seed's ``maxIterations`` and page size."""
+    """How much work one chunk does: the seed's ``maxIterations`` and page size.
+
+    Throughput settings (all off by default, which keeps one page in flight at a time
+    with the next one prefetched while it is written):
+
+    ``concurrency``
+        API requests in flight at once for one entity: planned offsets for connectors
+        whose offsets are predictable, concurrent time windows for connectors that offer
+        creation-time partitions. Pages are still written and checkpointed in order.
+    ``target_duration``
+        Seconds a chunk should take (a fraction of the host's step timeout, see
+        :meth:`for_timeout`). The engine sizes each chunk from the measured time per
+        API call, between ``min_iterations`` and ``max_iterations``, and stops
+        launching requests once the target is reached.
+    ``rate_limit``, ``rate_burst``
+        The provider's limit in requests per second for the connector's account, and
+        the burst it tolerates. Every request of every entity and window of that
+        account, in this process (or, with a Redis budget, in every process), is paced
+        through one shared budget below it.
+    """
 
     max_iterations: int = field(default=10, validator=validators.ge(1))
     page_size: int = field(default=100, validator=validators.ge(1))
     lease_ttl: float = field(default=60.0, validator=validators.gt(0.0))
+    concurrency: int = field(default=1, validator=validators.ge(1))
+    target_duration: float | None = field(
+        default=None, validator=validators.optional(validators.gt(0.0))
+    )
+    min_iterations: int = field(default=1, validator=validators.ge(1))
+    rate_limit: float | None = field(
+        default=None, validator=validators.optional(validators.gt(0.0))
+    )
+    rate_burst: int | None = field(default=None, validator=validators.optional(validators.ge(1)))
+
+    def __attrs_post_init__(self) -> None:
+        if self.min_iterations > self.max_iterations:
+            raise ValueError(
+                f"min_iterations ({self.min_iterations}) exceeds "
+                f"max_iterations ({self.max_iterations})"
+            )
+
+    @classmethod
+    def for_timeout(
+        cls, host_timeout: float, *, fraction: float = 0.5, max_iterations: int = 10_000, **kw: Any
+    ) -> ChunkPolicy:
+        """A policy whose chunks aim at ``fraction`` of a host's step timeout."""
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"fraction must be within (0, 1], got {fraction}")
+        return cls(max_iterations=max_iterations, target_duration=host_timeout * fraction, **kw)
+
+    def iterations(self, seconds_per_call: float | None) -> int:
+        """API calls for the next chunk, given the measured seconds per call.
+
+        Without a target (or a measurement yet) it is ``max_iterations``; with both, the
+        calls that fill the target, with a quarter of headroom (the time limit ends the
+        chunk when the calls come slower than measured), within the bounds.
+        """
+        if self.target_duration is None or not seconds_per_call:
+            return self.max_iterations
+        wanted = math.ceil(1.25 * self.target_duration / seconds_per_call)
+        return max(self.min_iterations, min(self.max_iterations, wanted))
 
 
 @frozen

@@ -176,7 +176,20 @@ def describe_resolved(retry: RetryPolicy, chunk: ChunkPolicy) -> dict[str, Any]:
     plain.pop(_KINDS_KEY, None)
     plain["retry_on"] = sorted(plain["retry_on"])
     kinds = {str(k): _describe_kind(retry, k) for k in sorted(retry.kinds)}
-    return {"retry": plain, "kinds": kinds, "chunk": _converter.unstructure(chunk)}
+    return {"retry": plain, "kinds": kinds, "chunk": _describe_chunk(chunk)}
+
+
+_THROUGHPUT = ("concurrency", "target_duration", "min_iterations", "rate_limit", "rate_burst")
+
+
+def _describe_chunk(chunk: ChunkPolicy) -> dict[str, Any]:
+    """The chunk policy; throughput settings only when they are set (off by default)."""
+    plain: dict[str, Any] = _converter.unstructure(chunk)
+    defaults = ChunkPolicy()
+    for name in _THROUGHPUT:
+        if getattr(chunk, name) == getattr(defaults, name):
+            plain.pop(name, None)
+    return plain
 
 
 def _describe_kind(retry: RetryPolicy, kind: ErrorKind) -> str:

@@ -13,10 +13,25 @@ from __future__ import annotations
 import abc
 from collections.abc import Awaitable, Callable, Sequence
 
+from attrs import frozen
+
 from statesync._models import FetchState, Page, PageRequest, ResumableFetchOptions
 
 OnPage = Callable[[Page, FetchState], Awaitable[None]]
 """Called after each page with the page and the state to resume from once it is stored."""
+
+
+@frozen
+class Partitioning:
+    """How an entity can be split into creation-time windows walked concurrently.
+
+    ``newest_first``: the API lists the window newest first (Stripe) rather than oldest
+    first. ``lower``: the earliest creation time (Unix seconds) records can have, when
+    known; ``None`` leaves the oldest window open.
+    """
+
+    newest_first: bool = True
+    lower: int | None = None
 
 
 class BaseConnector(abc.ABC):
@@ -50,6 +65,35 @@ class BaseConnector(abc.ABC):
     def entities(self) -> Sequence[str]:
         """Entities this connector offers by default (a job may name others)."""
         return ()
+
+    # -- throughput capabilities (all optional; the defaults keep an entity sequential)
+
+    def plan_pages(self, request: PageRequest, count: int) -> Sequence[PageRequest]:
+        """Up to ``count`` requests for the pages after ``request``'s, planned before it
+        is answered: what offset pagination allows (offsets are predictable).
+
+        The engine sends them concurrently and, in order, hands each answer to
+        :meth:`settle` with the request the checkpoint actually reached. The default
+        plans nothing: the entity's pages are fetched one after another.
+        """
+        return ()
+
+    def settle(self, planned: PageRequest, page: Page, actual: PageRequest) -> Page | None:
+        """The answer to ``planned`` as the page ``actual`` asks for, or ``None`` when
+        it does not answer it (the engine then drops every planned page and fetches
+        ``actual`` itself). The default accepts the page when both requests stand at
+        the same offset, cursor and metadata.
+        """
+        return page if planned.state.position() == actual.state.position() else None
+
+    def partitioning(self, entity: str) -> Partitioning | None:
+        """How ``entity`` can be walked as concurrent creation-time windows, or ``None``.
+
+        A connector returning a :class:`Partitioning` restricts each request to
+        ``request.window`` and answers records with ``created_at`` set (the engine splits
+        a dense window by the creation times it sees).
+        """
+        return None
 
     def initial_state(self, options: ResumableFetchOptions) -> FetchState:
         """Where a fresh fetch starts."""

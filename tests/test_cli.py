@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pty
@@ -235,3 +236,40 @@ def test_close_connector_from_the_command_line(tmp_path: Path) -> None:
         rows = {e["entity"]: e for e in json.loads(status(tmp_path, "--json").stdout)["entities"]}
         assert rows["lead"]["records"] == 45 and rows["lead"]["total"] == 45
         assert rows["user"]["state"] == "complete"
+
+
+def test_concurrency_and_rate_flags(tmp_path: Path) -> None:
+    with Sandbox(SandboxConfig(sizes={"close.lead": 300})) as sandbox:
+        sandbox.faults.configure(latency=0.05, rate_limit=40, burst=4)
+        cmd = [
+            STATESYNC,
+            "run",
+            "--connector",
+            "close",
+            "--base-url",
+            f"{sandbox.url}/api/v1",
+            "--entity",
+            "lead",
+            "--job-id",
+            "j1",
+            *args(tmp_path),
+            "--max-iterations",
+            "10",
+            "--concurrency-pages",
+            "4",
+            "--rate-limit",
+            "40",
+            "--rate-burst",
+            "4",
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env(sandbox), timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        log = sorted(
+            (e for e in sandbox.log() if e.path.startswith("/api/v1/lead")), key=lambda e: e.started
+        )
+        assert not [e for e in log if e.status == 429]
+        overlapping = sum(1 for a, b in itertools.pairwise(log) if b.started < a.ended)
+        assert overlapping > 0  # pages really were in flight together
+        with sqlite3.connect(tmp_path / "d.db") as db:
+            ids = [r[0] for r in db.execute('SELECT id FROM "lead"')]
+        assert sorted(ids) == sorted(r["id"] for r in sandbox.snapshot("close.lead"))

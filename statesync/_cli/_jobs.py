@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from statesync._budget import RedisBudgets
 from statesync._chunk import apply_trigger
 from statesync._display import ChunkLines, status_rows, status_table
 from statesync._listeners import LoggingListener, ProgressDisplay
@@ -90,6 +91,39 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("-v", "--verbose", is_flag=True, help="Log every event (stderr)."),
         click.option(
+            "--concurrency-pages",
+            type=int,
+            default=1,
+            show_default=True,
+            help="Requests in flight per entity (offset pages, time windows).",
+        ),
+        click.option(
+            "--target-chunk-seconds",
+            type=float,
+            default=None,
+            help="Size chunks by time: API calls per chunk follow the latency.",
+        ),
+        click.option(
+            "--min-iterations",
+            type=int,
+            default=1,
+            show_default=True,
+            help="Fewest API calls per chunk when sizing by time.",
+        ),
+        click.option(
+            "--rate-limit",
+            type=float,
+            default=None,
+            help="The provider's requests/s for this account; requests are paced.",
+        ),
+        click.option("--rate-burst", type=int, default=None, help="The provider's burst."),
+        click.option(
+            "--budget-redis",
+            default=None,
+            metavar="URL",
+            help="Share the rate budget through Redis (processes, workers).",
+        ),
+        click.option(
             "--lease-ttl",
             type=float,
             default=60.0,
@@ -157,14 +191,13 @@ def _runner(
     *,
     store: str,
     dest: str,
-    max_iterations: int,
-    page_size: int,
     concurrency: int,
     attempts: int,
     lease_wait: float,
-    lease_ttl: float,
     policies: str | None,
     verbose: bool,
+    budget_redis: str | None,
+    **chunk_flags: Any,
 ) -> tuple[LocalRunner, Display]:
     key = os.environ.get(API_KEY_ENV)
     console = _console()
@@ -177,9 +210,8 @@ def _runner(
         connector=open_connector(connector, key, params, entities),
         store=open_store(store),
         destination=open_destination(dest),
-        policies=_policies(
-            policies, connector, entities, max_iterations, page_size, attempts, lease_ttl
-        ),
+        policies=_policies(policies, connector, entities, attempts, chunk_flags),
+        budgets=RedisBudgets.from_url(budget_redis) if budget_redis else None,
         concurrency=concurrency,
         listeners=listeners,
         lease_wait=lease_wait,
@@ -191,20 +223,25 @@ def _policies(
     path: str | None,
     connector: str,
     entities: Sequence[str],
-    max_iterations: int,
-    page_size: int,
     attempts: int,
-    lease_ttl: float,
+    flags: dict[str, Any],
 ) -> PolicySet:
     """The policy file when one is given; otherwise the command-line flags."""
     if path is not None:
         from statesync._policy_config import load_policies
 
         return load_policies(path, known={connector: set(entities)})
-    return PolicySet(
-        retry=RetryPolicy(attempts=attempts),
-        chunk=ChunkPolicy(max_iterations, page_size, lease_ttl),
+    chunk = ChunkPolicy(
+        max_iterations=flags["max_iterations"],
+        page_size=flags["page_size"],
+        lease_ttl=flags["lease_ttl"],
+        concurrency=flags["concurrency_pages"],
+        target_duration=flags["target_chunk_seconds"],
+        min_iterations=flags["min_iterations"],
+        rate_limit=flags["rate_limit"],
+        rate_burst=flags["rate_burst"],
     )
+    return PolicySet(retry=RetryPolicy(attempts=attempts), chunk=chunk)
 
 
 @contextlib.asynccontextmanager

@@ -69,6 +69,7 @@ class EntityStore:
         self._live = 0
         self._generated = 0
         self._revision = 0
+        self._version = 0
         self._rng = random.Random(f"{seed}:{name}:mutations")
         self._append(self._generate(range(size), _created_for))
 
@@ -92,6 +93,11 @@ class EntityStore:
 
     def __len__(self) -> int:
         return self._live
+
+    @property
+    def version(self) -> int:
+        """Grows with every insert, update and delete: a key for caches of derived views."""
+        return self._version
 
     def position(self, record_id: str) -> int:
         """Ascending index of a record, live or deleted."""
@@ -162,6 +168,7 @@ class EntityStore:
                 range(first, first + count), lambda i: newest + (i - first + 1) * _STEP
             )
             self._append(records)
+            self._version += 1
             return [r["id"] for r in records]
 
     def update(self, targets: Sequence[str] | int, where: Where = "head") -> list[str]:
@@ -173,6 +180,7 @@ class EntityStore:
                 self._revision += 1
                 self._maker.touch(self._records[index], self._revision)
                 self._encoded[index] = _encode(self._records[index])
+            self._version += 1
             return ids
 
     def delete(self, targets: Sequence[str] | int, where: Where = "head") -> list[str]:
@@ -182,6 +190,7 @@ class EntityStore:
             for record_id in ids:
                 self._alive[self._index[record_id]] = False
             self._live -= len(ids)
+            self._version += 1
             return ids
 
     def _resolve(self, targets: Sequence[str] | int, where: Where) -> list[str]:
