@@ -49,10 +49,22 @@ def env(sandbox: Sandbox) -> dict[str, str]:
     return {**os.environ, "STATESYNC_API_KEY": sandbox.config.api_key, "COLUMNS": "150"}
 
 
-def run_cmd(sandbox: Sandbox, tmp: Path, *entities: str) -> list[str]:
+def run_cmd(sandbox: Sandbox, tmp: Path, *entities: str, connector: str = "stripe") -> list[str]:
     names = entities or ("customers", "invoices")
     chosen = [a for e in names for a in ("--entity", e)]
-    return [STATESYNC, "run", "--base-url", sandbox.url, *chosen, "--job-id", "j1", *args(tmp)]
+    base = f"{sandbox.url}/api/v1" if connector == "close" else sandbox.url
+    return [
+        STATESYNC,
+        "run",
+        "--connector",
+        connector,
+        "--base-url",
+        base,
+        *chosen,
+        "--job-id",
+        "j1",
+        *args(tmp),
+    ]
 
 
 def run(sandbox: Sandbox, tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -216,21 +228,7 @@ def test_cancel_drops_staging_and_keeps_the_live_table(sandbox: Sandbox, tmp_pat
 def test_close_connector_from_the_command_line(tmp_path: Path) -> None:
     sizes = {"close.lead": 45, "close.user": 3}
     with Sandbox(SandboxConfig(sizes=sizes)) as sandbox:
-        cmd = [
-            STATESYNC,
-            "run",
-            "--connector",
-            "close",
-            "--base-url",
-            f"{sandbox.url}/api/v1",
-            "--entity",
-            "lead",
-            "--entity",
-            "user",
-            "--job-id",
-            "j1",
-            *args(tmp_path),
-        ]
+        cmd = run_cmd(sandbox, tmp_path, "lead", "user", connector="close")
         done = subprocess.run(cmd, capture_output=True, text=True, env=env(sandbox), timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
         rows = {e["entity"]: e for e in json.loads(status(tmp_path, "--json").stdout)["entities"]}
@@ -242,17 +240,7 @@ def test_concurrency_and_rate_flags(tmp_path: Path) -> None:
     with Sandbox(SandboxConfig(sizes={"close.lead": 300})) as sandbox:
         sandbox.faults.configure(latency=0.05, rate_limit=40, burst=4)
         cmd = [
-            STATESYNC,
-            "run",
-            "--connector",
-            "close",
-            "--base-url",
-            f"{sandbox.url}/api/v1",
-            "--entity",
-            "lead",
-            "--job-id",
-            "j1",
-            *args(tmp_path),
+            *run_cmd(sandbox, tmp_path, "lead", connector="close"),
             "--max-iterations",
             "10",
             "--concurrency-pages",
