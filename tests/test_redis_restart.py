@@ -1,0 +1,84 @@
+"""A Redis restart mid-sync: the run stops with a clear store error, nothing is lost,
+and a resume against the restarted server (AOF persistence) finishes exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import RedisServer
+from test_crash_resume import live_ids, wait_for_requests
+
+from statesync.sandbox import Sandbox, SandboxConfig
+
+STATESYNC = str(Path(sys.executable).with_name("statesync"))
+
+
+def test_resume_after_a_redis_restart(
+    tmp_path: Path, redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server("--appendonly", "yes", "--appendfsync", "always")
+    store = f"{server.url}?prefix=restart"
+    dest = tmp_path / "d.db"
+    with Sandbox(SandboxConfig(sizes={"customers": 150})) as sandbox:
+        sandbox.faults.configure(latency=0.1)
+        env = {**os.environ, "STATESYNC_API_KEY": sandbox.config.api_key}
+        common = [
+            "--store",
+            store,
+            "--dest",
+            f"sqlite:///{dest}",
+            "--max-iterations",
+            "2",
+            "--page-size",
+            "10",
+            "--lease-ttl",
+            "2",
+            "--wait-lease",
+            "30",
+        ]
+        run = subprocess.Popen(
+            [
+                STATESYNC,
+                "run",
+                "--base-url",
+                sandbox.url,
+                "--entity",
+                "customers",
+                "--job-id",
+                "rj",
+                *common,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_for_requests(sandbox, 4)
+        server.stop()
+        out, err = run.communicate(timeout=60)
+        assert run.returncode == 1, out + err
+        assert "redis" in err.lower() and "Traceback" not in err
+        server.start()
+        sandbox.faults.configure(latency=0)
+        resumed = subprocess.run(
+            [STATESYNC, "resume", "rj", *common],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        status = subprocess.run(
+            [STATESYNC, "status", "rj", "--store", store, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert json.loads(status.stdout)["entities"][0]["state"] == "complete"
+        got = live_ids(dest, "customers")
+        assert sorted(got) == sorted(r["id"] for r in sandbox.snapshot("customers"))
