@@ -1,8 +1,9 @@
 """The destination plug-in point: where fetched records land.
 
-Implementations: :mod:`statesync.destinations.memory` and
-:mod:`statesync.destinations.sqlite` (the embedded default). Each passes
-``tests/test_destination_contract.py``.
+Implementations: :mod:`statesync.destinations.memory`,
+:mod:`statesync.destinations.sqlite` (the embedded default) and
+:mod:`statesync.destinations.postgres` (``statesync[postgres]``). Each passes the
+``DestinationContract`` suite in ``tests/destination_contract.py``.
 
 The contract that makes resume exact:
 
