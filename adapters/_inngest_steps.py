@@ -233,5 +233,9 @@ def _error_text(out: ChunkOutcome) -> str:
 
 
 def max_attempts(policies: PolicySet) -> int:
-    overrides = [p.attempts for p in policies.retry_overrides.values()]
-    return max([policies.retry.attempts, *overrides])
+    """The most tries any policy allows, per-kind overrides included."""
+    retries = [policies.retry, *policies.retry_overrides.values()]
+    return max(
+        max([p.attempts, *(k.attempts for k in p.kinds.values() if k.attempts is not None)])
+        for p in retries
+    )

@@ -15,8 +15,9 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from attrs import frozen
 
@@ -174,7 +175,7 @@ class LocalRunner:
         spec = await self.store.get_job(job_id)
         if retry_failed:
             await self._resume_failed(job_id)
-        results = await asyncio.gather(*(self._guarded(job_id, e) for e in spec.entities))
+        results = await _all_or_cancel(self._guarded(job_id, e) for e in spec.entities)
         if not self.stopping:
             await self.store.finish_job(job_id)
         self._emitter.emit(JobFinished(job_id, tuple((r.entity, r.state) for r in results)))
@@ -249,6 +250,19 @@ class LocalRunner:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), timeout=seconds)
         return self.stopping
+
+
+async def _all_or_cancel(work: Iterable[Coroutine[Any, Any, EntityResult]]) -> list[EntityResult]:
+    """Run every entity; when one raises (the store or destination is gone), stop the
+    others and wait for them (their leases are released) before raising it."""
+    tasks = [asyncio.create_task(w) for w in work]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _result(rec: EntityRecord, note: str | None = None) -> EntityResult:

@@ -51,6 +51,8 @@ def read_page(
         )
     cursor, has_next = _page_info(value, pagination, request.state.cursor, bool(records), shown)
     total = value.get(pagination.total_key) if pagination.total_key else None
+    if request.window is not None and (request.window.lower, request.window.upper) != (None, None):
+        total = None  # a bounded window's count, not the entity's
     return Page(
         records,
         has_more=has_next,

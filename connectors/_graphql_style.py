@@ -20,6 +20,7 @@ from graphql import (
     FragmentSpreadNode,
     GraphQLSyntaxError,
     InlineFragmentNode,
+    NamedTypeNode,
     NonNullTypeNode,
     OperationDefinitionNode,
     OperationType,
@@ -44,6 +45,9 @@ OFFSET_ARGUMENTS: tuple[tuple[str, str], ...] = (
     ("limit", "skip"),
 )
 """(page size, position) argument pairs that mean offset pagination, in lookup order."""
+
+UNIX_TYPES = frozenset({"Int", "Float", "Long", "BigInt"})
+"""Declared types of a window variable that take Unix seconds (others take ISO 8601)."""
 
 _OFFSET_SHOWN = "limit/offset, first/skip, take/skip or limit/skip"
 _RELAY_SHOWN = "`pageInfo { hasNextPage endCursor }` with first/after"
@@ -77,6 +81,21 @@ class Pagination:
 
 
 @frozen
+class WindowVariables:
+    """The variables that restrict the list to a creation-time window.
+
+    ``lower`` is the inclusive bound (``created >= lower``), ``upper`` the exclusive one
+    (``created < upper``); an open side is sent as null. ``unix`` holds the ones declared
+    as numbers (:data:`UNIX_TYPES`), which are sent as Unix seconds; the others are sent
+    as ISO 8601 date-times in UTC.
+    """
+
+    lower: str
+    upper: str
+    unix: frozenset[str] = frozenset()
+
+
+@frozen
 class QueryPlan:
     """How to page through one query: the document, what to send, where to read."""
 
@@ -88,6 +107,8 @@ class QueryPlan:
     required: frozenset[str]
     """Variables the query needs a value for (non-null without a default)."""
     declared: frozenset[str]
+    window: WindowVariables | None = None
+    """Set when the entity can be walked as creation-time windows."""
 
     @property
     def style(self) -> PaginationStyle:
@@ -105,11 +126,15 @@ def analyze(
     operation_name: str | None = None,
     since_variable: str | None = None,
     record_fields: Sequence[str] = (),
+    window_variables: tuple[str, str] | None = None,
 ) -> QueryPlan:
     """Decide the pagination style of ``query`` for the list at ``path``.
 
     ``record_fields`` (the id and timestamp fields) must be selected on each record.
-    Raises :class:`ConfigurationError` naming what was looked for and where.
+    ``window_variables`` (inclusive lower, exclusive upper creation-time bound) must be
+    declared, nullable and bound to arguments of the paginated field, which must be a
+    Relay connection. Raises :class:`ConfigurationError` naming what was looked for and
+    where.
     """
     if not path:
         raise ConfigurationError("the path to the list inside the result is empty")
@@ -126,14 +151,19 @@ def analyze(
     if pagination.style is PaginationStyle.RELAY:
         _check_nullable(declared, pagination.position_variable, "the first page sends it as null")
     _check_records(walker, field, path, pagination, record_fields)
+    since = _since(declared, since_variable)
+    window = None
+    if window_variables is not None:
+        window = _window(declared, field, where, pagination, since, window_variables)
     return QueryPlan(
         document=document,
         operation_name=operation.name.value if operation.name else None,
         path=path,
         pagination=pagination,
-        since_variable=_since(declared, since_variable),
+        since_variable=since,
         required=frozenset(name for name, node in declared.items() if _required(node)),
         declared=frozenset(declared),
+        window=window,
     )
 
 
@@ -360,3 +390,56 @@ def _since(declared: Mapping[str, VariableDefinitionNode], configured: str | Non
     if name is not None:
         _check_nullable(declared, name, "a full sync sends no value for it")
     return name
+
+
+def _window(
+    declared: Mapping[str, VariableDefinitionNode],
+    field: FieldNode,
+    where: str,
+    pagination: Pagination,
+    since: str | None,
+    names: tuple[str, str],
+) -> WindowVariables:
+    """Check the creation-time window variables against the operation and the field."""
+    lower, upper = names
+    if pagination.style is not PaginationStyle.RELAY:
+        raise ConfigurationError(
+            f"window_variables need Relay cursor pagination ({_RELAY_SHOWN}), but field "
+            f"{where} paginates by {pagination.style.value}: offsets inside a window shift "
+            "when records are deleted"
+        )
+    if lower == upper:
+        raise ConfigurationError(f"window_variables name ${lower} twice: give two variables")
+    taken = {pagination.size_variable, pagination.position_variable, since} - {None}
+    bound = set(_bound(field).values())
+    arguments = ", ".join(
+        f"{a.name.value}: ${a.value.name.value}"
+        if isinstance(a.value, VariableNode)
+        else f"{a.name.value} (not a variable)"
+        for a in field.arguments or ()
+    )
+    problems: list[str] = []
+    for role, name in (("lower (created >=)", lower), ("upper (created <)", upper)):
+        if name in taken:
+            problems.append(f"${name} ({role}) is already the pagination or since variable")
+        elif name not in declared:
+            problems.append(f"${name} ({role}) is not declared by the operation")
+        elif name not in bound:
+            problems.append(f"${name} ({role}) is not bound to an argument of field {where}")
+        elif isinstance(declared[name].type, NonNullTypeNode):
+            problems.append(
+                f"${name} ({role}) is declared non-null, but an open side of a window is "
+                "sent as null: declare it nullable"
+            )
+    if problems:
+        raise ConfigurationError(
+            f"window_variables for the creation-time windows of {where}: {'; '.join(problems)} "
+            f"(the operation declares {', '.join(f'${v}' for v in sorted(declared)) or 'none'}; "
+            f"the field's arguments are {arguments or 'none'})"
+        )
+    unix = frozenset(n for n in names if _type_name(declared[n]) in UNIX_TYPES)
+    return WindowVariables(lower, upper, unix)
+
+
+def _type_name(node: VariableDefinitionNode) -> str | None:
+    return node.type.name.value if isinstance(node.type, NamedTypeNode) else None

@@ -8,6 +8,14 @@ any request. Incremental syncs feed ``PageRequest.since`` to a ``$since`` variab
 the one named by ``since_variable``) when the query declares it; without one an
 incremental sync reads everything, which is correct, only slower.
 
+A Relay query whose connection also takes a creation-time window can be walked as
+concurrent windows, each with its own cursor, as Stripe's lists are (see
+:meth:`GraphQLConnector.partitioning`): name the two variables in ``window_variables``
+(inclusive lower, exclusive upper bound) and the record's ``created_field``. The list
+must come in a stable order inside a window: oldest first by creation time (ties in
+any fixed order, e.g. by id) unless ``newest_first`` says otherwise, and a cursor must
+stay valid when its window's bounds narrow (a dense window splits under it).
+
 >>> connector = GraphQLConnector(  # doctest: +SKIP
 ...     "https://api.github.com/graphql",
 ...     headers={"Authorization": "Bearer ghp_…"},
@@ -17,7 +25,13 @@ incremental sync reads everything, which is correct, only slower.
 ...             path=("repository", "issues"),
 ...             updated_field="updatedAt",
 ...             variables={"owner": "python", "name": "cpython"},
-...         )
+...         ),
+...         "tickets": GraphQLEntity(  # windows: `tickets(first: $first, after: $after,
+...             query=TICKETS_QUERY,  # createdGte: $createdGte, createdLt: $createdLt)`
+...             path=("workspace", "tickets"),
+...             created_field="createdAt",
+...             window_variables=("createdGte", "createdLt"),
+...         ),
 ...     },
 ... )
 """
@@ -27,6 +41,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,7 +50,7 @@ import httpx
 from attrs import field, frozen
 
 from statesync._models import JSON, FetchState, Page, PageRequest, ResumableFetchOptions, SyncMode
-from statesync.connector import BaseConnector
+from statesync.connector import BaseConnector, Partitioning
 from statesync.errors import (
     BadRequestError,
     ConfigurationError,
@@ -58,13 +73,17 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from statesync._graphql_errors import error_from_graphql, scrub
 
 from ._graphql_page import STYLE_KEY, RecordFields, read_page
-from ._graphql_style import PaginationStyle, QueryPlan, analyze
+from ._graphql_style import PaginationStyle, QueryPlan, WindowVariables, analyze
 
 _SECRET_HEADER_WORDS = ("auth", "token", "key", "secret", "cookie", "session", "signature")
 
 
 def _path(value: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(value.split(".")) if isinstance(value, str) else tuple(value)
+
+
+def _names(value: Sequence[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
 
 
 @frozen
@@ -87,6 +106,15 @@ class GraphQLEntity:
     max_page_size: int = field(default=100, validator=attrs.validators.ge(1))
     """The API's page size cap: an offset list must never answer fewer than it was asked
     for before its end, since a short page is how the end is recognised."""
+    window_variables: tuple[str, ...] | None = field(default=None, converter=_names)
+    """The variables (lower, upper) that restrict a Relay connection to records created
+    in ``[lower, upper)``, e.g. ``("createdGte", "createdLt")``: with them (and
+    ``created_field``) the engine walks the entity as concurrent creation-time windows
+    when ``ChunkPolicy.concurrency > 1``. Declared as ``Int``/``Float`` they are sent as
+    Unix seconds, otherwise as ISO 8601 date-times; an open side is sent as null."""
+    newest_first: bool = False
+    """The order the connection lists a window in: oldest first (ascending creation
+    time, ties in a fixed order) by default, newest first when set."""
 
 
 @frozen
@@ -156,6 +184,18 @@ class GraphQLConnector(BaseConnector):
         """The pagination style detected for ``entity``'s query."""
         return self._entity(entity).plan.style
 
+    def partitioning(self, entity: str) -> Partitioning | None:
+        """Creation-time windows for an entity configured with ``window_variables``.
+
+        Each window is its own Relay walk with its own cursor; the list is assumed to
+        come oldest first inside a window (``Partitioning(newest_first=False)``) unless
+        the entity sets ``newest_first``.
+        """
+        configured = self._configured.get(entity)
+        if configured is None or configured.plan.window is None:
+            return None  # an unknown entity fails on its first request, as unwindowed
+        return Partitioning(newest_first=configured.entity.newest_first)
+
     def initial_state(self, options: ResumableFetchOptions) -> FetchState:
         style = self._entity(options.entity).plan.style
         offset = 0 if style is PaginationStyle.OFFSET else None
@@ -203,10 +243,10 @@ class GraphQLConnector(BaseConnector):
     def _describe(self, plan: QueryPlan, variables: Mapping[str, Any]) -> str:
         # Only the pagination variables: configured ones may hold anything.
         pagination = plan.pagination
-        shown = ", ".join(
-            f"{name}={variables.get(name)!r}"
-            for name in (pagination.size_variable, pagination.position_variable)
-        )
+        names = [pagination.size_variable, pagination.position_variable]
+        if plan.window is not None:
+            names += [plan.window.lower, plan.window.upper]
+        shown = ", ".join(f"{name}={variables.get(name)!r}" for name in names)
         return f"POST {self._shown_url} {plan.where} ({shown})"
 
     async def _execute(self, plan: QueryPlan, variables: dict[str, Any], shown: str) -> Any:
@@ -249,6 +289,7 @@ def _configure(name: str, entity: GraphQLEntity) -> _Configured:
             operation_name=entity.operation_name,
             since_variable=entity.since_variable,
             record_fields=[f for f in (fields.id, fields.updated, fields.created) if f],
+            window_variables=_window_names(entity),
         )
     except ConfigurationError as exc:
         raise ConfigurationError(f"GraphQL entity {name!r}: {exc}") from None
@@ -256,12 +297,30 @@ def _configure(name: str, entity: GraphQLEntity) -> _Configured:
     return _Configured(entity, plan, fields)
 
 
+def _window_names(entity: GraphQLEntity) -> tuple[str, str] | None:
+    names = entity.window_variables
+    if names is None:
+        return None
+    if len(names) != 2 or not all(isinstance(n, str) and n for n in names):
+        raise ConfigurationError(
+            f"window_variables must name two variables, the lower (created >=) and the "
+            f"upper (created <) bound, e.g. ('createdGte', 'createdLt'); got {names!r}"
+        )
+    if entity.created_field is None:
+        raise ConfigurationError(
+            "window_variables need created_field: windows split at the creation times "
+            "read from the records"
+        )
+    return names[0], names[1]
+
+
 def _check_variables(name: str, entity: GraphQLEntity, plan: QueryPlan) -> None:
     ours = {plan.pagination.size_variable, plan.pagination.position_variable}
     ours |= {plan.since_variable} if plan.since_variable else set()
+    ours |= {plan.window.lower, plan.window.upper} if plan.window else set()
     given = set(entity.variables)
     problems = [
-        *(f"${v} is set by the connector (pagination/since)" for v in sorted(given & ours)),
+        *(f"${v} is set by the connector (pagination/since/window)" for v in sorted(given & ours)),
         *(f"${v} is not declared by the query" for v in sorted(given - plan.declared)),
         *(f"${v} is required but has no value" for v in sorted(plan.required - given - ours)),
     ]
@@ -281,7 +340,40 @@ def _variables(configured: _Configured, request: PageRequest, size: int) -> dict
     if plan.since_variable and request.mode is SyncMode.INCREMENTAL and request.since:
         # Left out otherwise, so a default declared in the query applies.
         variables[plan.since_variable] = request.since.isoformat()
+    if plan.window is not None:
+        lower, upper = _bounds(request)
+        variables[plan.window.lower] = _bound_value(plan.window, plan.window.lower, lower)
+        variables[plan.window.upper] = _bound_value(plan.window, plan.window.upper, upper)
     return variables
+
+
+def _bounds(request: PageRequest) -> tuple[int | None, int | None]:
+    """The creation-time bounds to send: the request's window, but never ``since``.
+
+    The engine starts an incremental walk of windows at ``since`` as a creation time
+    (Stripe filters incremental syncs by creation). Here ``since`` is a change time: a
+    record created before it may have changed after it, so the oldest window, the only
+    one whose lower bound is ``since`` itself, stays open below (the since variable, if
+    declared, does the filtering).
+    """
+    window = request.window
+    if window is None:
+        return None, None
+    lower = window.lower
+    since = request.since
+    if lower is not None and since is not None and request.mode is SyncMode.INCREMENTAL:
+        moment = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+        if lower == int(moment.timestamp()):
+            lower = None
+    return lower, window.upper
+
+
+def _bound_value(window: WindowVariables, name: str, seconds: int | None) -> int | str | None:
+    if seconds is None:
+        return None
+    if name in window.unix:
+        return seconds
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _check_resume(request: PageRequest, plan: QueryPlan) -> None:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from attrs import frozen
 
 from statesync._models import RateInfo
+from statesync.errors import TransientError, translate
 
 if TYPE_CHECKING:
     from statesync._policy import ChunkPolicy
@@ -242,7 +243,12 @@ class RedisRateBudget:
     async def _run(self, op: str, arg: float = 0.0, reset: float = 0.0) -> float:
         s = self.settings
         args = [s.target, s.own_burst, op, arg, reset, _RECOVERY, _FLOOR]
-        reply = await self._script(keys=[self.key], args=args)
+        try:
+            reply = await self._script(keys=[self.key], args=args)
+        except Exception as exc:
+            # A budget Redis that is down is a transient failure of the request it gates:
+            # the chunk is retried under its policy like any other.
+            raise TransientError(f"rate budget unavailable: {translate(exc)}") from exc
         return float(reply)
 
     async def acquire(self) -> None:

@@ -218,7 +218,7 @@ async def _fetch_pages(run: _Chunk, pipeline: Pipeline, connector: BaseConnector
     lands (a stop, a crash, a failed write) is simply fetched again from the checkpoint.
     """
     rec = run.rec
-    await pipeline.destination.prepare(rec.job_id, rec.entity, rec.mode)
+    await pipeline.destination.prepare(rec.destination_job, rec.entity, rec.mode)
     partitioning = partitioning_for(connector, rec.fetch_state, rec.entity, pipeline.policy)
     if partitioning is not None:
         return await pipeline.partitions(partitioning)
@@ -248,7 +248,8 @@ async def _close_chunk(run: _Chunk, destination: Destination, pace: float | None
         )
         return
     # Crash-safe: finalize is idempotent, and a crash before "complete" lands here again.
-    await destination.finalize(rec.job_id, rec.entity, rec.mode)
+    fence = run.lease.token if run.lease is not None else None
+    await destination.finalize(rec.destination_job, rec.entity, rec.mode, fence=fence)
     crash_point("after_finalize")
     await run.fire("complete", chunk_index=rec.chunk_index + 1, attempts=0, seconds_per_call=pace)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from statesync._models import Lease
-from statesync.errors import LeaseError
+from statesync.errors import LeaseError, StoreError
 from statesync.store import StateStore
 
 
@@ -27,11 +28,26 @@ class LeaseKeeper:
     async def _renew(self) -> None:
         while True:
             await asyncio.sleep(self._ttl / 3)
-            self._lease = await self._store.renew_lease(self._lease, self._ttl)
+            self._lease = await self._renew_once()
+
+    async def _renew_once(self) -> Lease:
+        """Renew, riding out store hiccups for as long as the lease is still valid."""
+        while True:
+            try:
+                return await self._store.renew_lease(self._lease, self._ttl)
+            except LeaseError:
+                raise
+            except StoreError as exc:
+                if time.time() + 0.5 >= self._lease.expires_at:
+                    raise LeaseError(
+                        f"lease could not be renewed before it expired: {exc}"
+                    ) from exc
+                await asyncio.sleep(0.5)
 
     async def release(self) -> None:
         self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, LeaseError):
+        with contextlib.suppress(asyncio.CancelledError, StoreError):
             await self._task
-        with contextlib.suppress(LeaseError):
+        # StoreError covers LeaseError: an unreachable store lets the lease expire itself.
+        with contextlib.suppress(StoreError):
             await self._store.release_lease(self._lease)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
 from attrs import field, frozen
+
+WATERMARK_MARGIN = timedelta(minutes=5)
+"""How far before a job's start its published high-water mark may reach at most."""
 
 JSON = Any
 """A JSON-compatible value (what a record field or connector metadata may hold)."""
@@ -240,6 +243,29 @@ class EntityRecord:
     @property
     def records(self) -> int:
         return self.fetch_state.total_processed
+
+    @property
+    def destination_job(self) -> str:
+        """The job as destinations key it: one id per job *instance*.
+
+        A job id can be reused once the old job expired from the store; its staging
+        tables and swap markers must not be mistaken for the new job's.
+        """
+        if self.created_at is None:
+            return self.job_id
+        return f"{self.job_id}@{self.created_at.isoformat()}"
+
+    def cap_watermark(self, mark: datetime | None) -> datetime | None:
+        """``mark``, never later than this job's start less :data:`WATERMARK_MARGIN`.
+
+        A source not ordered by update time can hand out a record updated after the job
+        started before one updated earlier but fetched later; publishing the later time
+        would make the next incremental sync skip the earlier edit. Capping at the job's
+        start (less a margin for clock skew) costs a few re-fetched records instead.
+        """
+        if mark is None or self.created_at is None:
+            return mark
+        return min(mark, self.created_at - WATERMARK_MARGIN)
 
 
 @frozen

@@ -147,8 +147,11 @@ class Pipeline:
         started = time.monotonic()
         run = self.run
         rec = run.rec
-        mark = page.max_watermark()
-        await self.destination.write_page(rec.job_id, rec.entity, rec.mode, page.records, mark)
+        mark = rec.cap_watermark(page.max_watermark())
+        await self.destination.write_page(
+            rec.destination_job, rec.entity, rec.mode, page.records, mark,
+            fence=run.lease.token if run.lease is not None else None,
+        )  # fmt: skip
         crash_point("after_page_write")
         # Only now, with the page committed, may the checkpoint move past it.
         keep = mark is None or (rec.watermark is not None and rec.watermark >= mark)

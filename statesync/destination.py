@@ -45,12 +45,25 @@ class Destination(Protocol):
         mode: SyncMode,
         records: Sequence[Record],
         watermark: datetime | None,
+        *,
+        fence: int | None = None,
     ) -> None:
-        """Upsert ``records`` and raise the job's pending watermark; committed on return."""
+        """Upsert ``records`` and raise the job's pending watermark; committed on return.
+
+        ``fence`` is the writer's lease token. In the same transaction the destination
+        records the highest token seen for ``(job_id, entity)`` and refuses, with
+        :class:`~statesync.errors.LeaseError`, a write carrying a lower one: a worker
+        whose lease expired mid-write cannot overwrite what its successor wrote.
+        """
         ...
 
-    async def finalize(self, job_id: str, entity: str, mode: SyncMode) -> None:
-        """Swap the staging table in (full) and publish the watermark; idempotent."""
+    async def finalize(
+        self, job_id: str, entity: str, mode: SyncMode, *, fence: int | None = None
+    ) -> None:
+        """Swap the staging table in (full) and publish the watermark; idempotent.
+
+        ``fence`` is checked as in :meth:`write_page`.
+        """
         ...
 
     async def discard(self, job_id: str, entity: str) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from statesync._models import Record, SyncMode
 from statesync.destination import Destination
-from statesync.errors import ConfigurationError, DestinationError
+from statesync.errors import ConfigurationError, DestinationError, LeaseError
 
 DestinationFactory = Callable[[], Awaitable[Destination]]
 Table = Mapping[str, Mapping[str, Any]]
@@ -170,6 +170,31 @@ class DestinationContract:
         assert await staged(dest, "job-2") == {}
         assert await live(dest) == before
         assert await dest.watermark(ENTITY) == at(1)
+
+    @pytest.mark.parametrize("mode", [FULL, INCR])
+    async def test_a_stale_fence_is_refused_and_writes_nothing(
+        self, dest: Destination, mode: SyncMode
+    ) -> None:
+        await dest.prepare("job-1", ENTITY, mode)
+        await dest.write_page("job-1", ENTITY, mode, page("a", v=1), None, fence=1)
+        # The successor (token 2) writes; then the old writer's late page arrives.
+        await dest.write_page("job-1", ENTITY, mode, page("a", v=2), None, fence=2)
+        with pytest.raises(LeaseError, match="stale"):
+            await dest.write_page("job-1", ENTITY, mode, page("a", v=1), None, fence=1)
+        with pytest.raises(LeaseError):
+            await dest.finalize("job-1", ENTITY, mode, fence=1)
+        await dest.write_page("job-1", ENTITY, mode, page("b", v=2), None, fence=2)
+        await dest.finalize("job-1", ENTITY, mode, fence=2)
+        rows = await live(dest)
+        assert rows["a"]["v"] == 2 and set(rows) == {"a", "b"}
+
+    async def test_fences_are_per_job_and_entity(self, dest: Destination) -> None:
+        await dest.prepare("job-1", ENTITY, FULL)
+        await dest.write_page("job-1", ENTITY, FULL, page("a"), None, fence=9)
+        await dest.prepare("job-2", ENTITY, FULL)
+        await dest.write_page("job-2", ENTITY, FULL, page("b"), None, fence=1)
+        await dest.prepare("job-1", "orders", FULL)
+        await dest.write_page("job-1", "orders", FULL, page("c"), None, fence=1)
 
     async def test_discard_of_unknown_job_is_harmless(self, dest: Destination) -> None:
         await dest.discard("nobody", ENTITY)

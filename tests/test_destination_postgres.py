@@ -104,6 +104,7 @@ async def test_meta_tables_and_no_leftovers(
         "_statesync_watermarks",
         "_statesync_watermarks_pending",
         "_statesync_swaps",
+        "_statesync_fences",
     }
 
 
@@ -341,3 +342,16 @@ def test_missing_psycopg_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delitem(sys.modules, "statesync.destinations.postgres")
     with pytest.raises(MissingExtraError, match=r"statesync\[postgres\]"):
         importlib.import_module("statesync.destinations.postgres")
+
+
+async def test_swap_keeps_views_on_the_live_table(
+    pg_dest: PostgresDestination, admin: psycopg.AsyncConnection
+) -> None:
+    await full_sync(pg_dest, "job-1", [page("a", "b")])
+    view = sql.Identifier(pg_dest.schema, "customers_view")
+    table = sql.Identifier(pg_dest.schema, ENTITY)
+    await admin.execute(sql.SQL("CREATE VIEW {} AS SELECT id FROM {}").format(view, table))
+    await admin.commit()
+    await full_sync(pg_dest, "job-2", [page("c")])
+    rows = await (await admin.execute(sql.SQL("SELECT id FROM {}").format(view))).fetchall()
+    assert [r[0] for r in rows] == ["c"]

@@ -249,3 +249,91 @@ def test_sync_facade_runs_without_an_event_loop() -> None:
     r = runner(MemoryConnector({"a": rows(25)}))
     result = r.sync_blocking(["a"])
     assert result.ok and result.entities[0].records == 25
+
+
+async def test_a_reused_job_id_gets_fresh_staging() -> None:
+    # The old job expired from the store (or the store was rebuilt); its id comes back.
+    dest = MemoryDestination()
+    first = runner(MemoryConnector({"a": rows(30, "old")}), destination=dest)
+    assert (await first.sync(["a"], job_id="nightly")).ok
+    second = runner(MemoryConnector({"a": rows(30, "new")}), destination=dest)
+    assert (await second.sync(["a"], job_id="nightly")).ok
+    assert set(dest.rows("a")) == {x["id"] for x in rows(30, "new")}
+
+
+async def test_watermark_never_passes_the_jobs_start() -> None:
+    # Records stamped after the job started (edited while it runs, say) must not push the
+    # mark past edits that an unordered source handed out earlier.
+    from datetime import UTC, datetime, timedelta
+
+    from statesync._models import WATERMARK_MARGIN
+
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    data = [{"id": f"r{i}", "updated_at": future} for i in range(5)]
+    dest = MemoryDestination()
+    r = runner(MemoryConnector({"a": data}), destination=dest)
+    result = await r.sync(["a"], mode=SyncMode.INCREMENTAL)
+    rec = await r.store.get_entity(result.job_id, "a")
+    mark = await dest.watermark("a")
+    assert rec.created_at is not None and mark is not None
+    assert mark == rec.created_at - WATERMARK_MARGIN
+
+
+class BrokenFor(MemoryDestination):
+    """A destination whose writes for one entity fail (its disk is gone, say)."""
+
+    def __init__(self, entity: str) -> None:
+        super().__init__()
+        self.entity = entity
+
+    async def write_page(self, job_id: str, entity: str, *a: Any, **kw: Any) -> None:
+        if entity == self.entity:
+            from statesync.errors import DestinationError
+
+            raise DestinationError("disk full")
+        await super().write_page(job_id, entity, *a, **kw)
+
+
+async def test_a_destination_error_stops_every_entity_before_it_surfaces() -> None:
+    from statesync.errors import DestinationError
+
+    conn = MemoryConnector({"a": rows(50), "b": rows(2000)})
+    store = MemoryStateStore()
+    r = runner(conn, store=store, destination=BrokenFor("a"))
+    with pytest.raises(DestinationError):
+        await r.sync(["a", "b"])
+    calls = conn.calls
+    await asyncio.sleep(0.05)
+    assert conn.calls == calls, "an entity kept running after the job raised"
+    job = (await store.list_jobs())[0].job_id
+    # Their leases were released: another runner can take over at once.
+    assert await store.acquire_lease(job, "b", "someone-else", 5) is not None
+
+
+class FlakyRenewals(MemoryStateStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 2
+        self.renewed = 0
+
+    async def renew_lease(self, lease: Any, ttl: float) -> Any:
+        if self.failures:
+            from statesync.errors import StoreError
+
+            self.failures -= 1
+            raise StoreError("redis: ConnectionError")
+        self.renewed += 1
+        return await super().renew_lease(lease, ttl)
+
+
+async def test_lease_renewal_rides_out_store_hiccups() -> None:
+    from statesync._lease import LeaseKeeper
+
+    store = FlakyRenewals()
+    lease = await store.acquire_lease("j", "a", "me", 3.0)
+    assert lease is not None
+    keeper = LeaseKeeper(store, lease, 3.0)  # renews every second
+    await asyncio.sleep(2.6)  # first renewal fails twice (0.5 s apart), then succeeds
+    assert store.failures == 0 and store.renewed >= 1
+    assert keeper.current().expires_at > lease.expires_at
+    await keeper.release()

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from conftest import RedisServer
 from test_crash_resume import live_ids, wait_for_requests
 
 from statesync.sandbox import Sandbox, SandboxConfig
@@ -18,9 +18,7 @@ from statesync.sandbox import Sandbox, SandboxConfig
 STATESYNC = str(Path(sys.executable).with_name("statesync"))
 
 
-def test_resume_after_a_redis_restart(
-    tmp_path: Path, redis_server: Callable[..., RedisServer]
-) -> None:
+def test_resume_after_a_redis_restart(tmp_path: Path, redis_server: Callable[..., Any]) -> None:
     server = redis_server("--appendonly", "yes", "--appendfsync", "always")
     store = f"{server.url}?prefix=restart"
     dest = tmp_path / "d.db"

@@ -39,8 +39,10 @@ class LoggingDestination(MemoryDestination):
         mode: SyncMode,
         records: Sequence[Record],
         watermark: datetime | None,
+        *,
+        fence: int | None = None,
     ) -> None:
-        await super().write_page(job_id, entity, mode, records, watermark)
+        await super().write_page(job_id, entity, mode, records, watermark, fence=fence)
         self.written.setdefault(entity, []).extend(r.id for r in records)
 
 

@@ -332,7 +332,7 @@ async def _cancel_one(store: StateStore, destination: Destination, rec: EntityRe
         return False
     try:
         await apply_trigger(store, rec.job_id, rec.entity, "cancel", lease=lease)
-        await destination.discard(rec.job_id, rec.entity)
+        await destination.discard(rec.destination_job, rec.entity)
     finally:
         await store.release_lease(lease)
     return True

@@ -15,7 +15,7 @@ from typing import Any
 
 from statesync._models import Record, SyncMode
 from statesync.destinations._names import job_key, validate_entity
-from statesync.errors import DestinationError
+from statesync.errors import DestinationError, LeaseError
 
 _Key = tuple[str, str]
 """(job key, entity)."""
@@ -42,6 +42,7 @@ class MemoryDestination:
         self._pending: dict[_Key, datetime] = {}
         self._published: dict[str, datetime] = {}
         self._swaps: set[_Key] = set()
+        self._fences: dict[_Key, int] = {}
 
     # No method awaits, so each runs atomically on the event loop: no lock is needed.
 
@@ -59,8 +60,11 @@ class MemoryDestination:
         mode: SyncMode,
         records: Sequence[Record],
         watermark: datetime | None,
+        *,
+        fence: int | None = None,
     ) -> None:
         key = (job_key(job_id), validate_entity(entity))
+        self._check_fence(key, fence)
         target = self._live.get(entity) if mode is SyncMode.INCREMENTAL else self._staging.get(key)
         if target is None:
             raise DestinationError(f"entity {entity!r} was not prepared for job {job_id!r}")
@@ -69,8 +73,11 @@ class MemoryDestination:
             mark = _aware(watermark)
             self._pending[key] = max(mark, self._pending.get(key, mark))
 
-    async def finalize(self, job_id: str, entity: str, mode: SyncMode) -> None:
+    async def finalize(
+        self, job_id: str, entity: str, mode: SyncMode, *, fence: int | None = None
+    ) -> None:
         key = (job_key(job_id), validate_entity(entity))
+        self._check_fence(key, fence)
         if mode is SyncMode.INCREMENTAL:
             mark = self._pending.pop(key, None)
             if mark is not None:
@@ -88,6 +95,16 @@ class MemoryDestination:
         if key in self._pending:
             self._published[entity] = self._pending.pop(key)
         self._swaps.add(key)
+
+    def _check_fence(self, key: _Key, fence: int | None) -> None:
+        if fence is None:
+            return
+        if fence < self._fences.get(key, fence):
+            raise LeaseError(
+                f"a newer worker drives entity {key[1]!r}: this writer's lease (token {fence}) "
+                "is stale, so its write was refused"
+            )
+        self._fences[key] = fence
 
     async def discard(self, job_id: str, entity: str) -> None:
         key = (job_key(job_id), validate_entity(entity))

@@ -35,7 +35,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from statesync._failpoints import crash_point
 from statesync._models import Record, SyncMode
 from statesync.destinations._names import job_key, staging_table, validate_entity
-from statesync.errors import ConfigurationError, DestinationError, MissingExtraError
+from statesync.errors import (
+    ConfigurationError,
+    DestinationError,
+    LeaseError,
+    MissingExtraError,
+)
 
 try:
     import psycopg
@@ -64,6 +69,15 @@ _META = (
     "CREATE TABLE IF NOT EXISTS {}._statesync_swaps ("
     " job_key TEXT NOT NULL, entity TEXT NOT NULL, swapped_at TIMESTAMPTZ NOT NULL,"
     " PRIMARY KEY (job_key, entity))",
+    "CREATE TABLE IF NOT EXISTS {}._statesync_fences ("
+    " job_key TEXT NOT NULL, entity TEXT NOT NULL, token BIGINT NOT NULL,"
+    " PRIMARY KEY (job_key, entity))",
+)
+# Raise the stored fencing token, never lower it: no row changes means a stale writer.
+_FENCE = (
+    "INSERT INTO {}._statesync_fences AS f (job_key, entity, token) VALUES (%s, %s, %s)"
+    " ON CONFLICT (job_key, entity) DO UPDATE SET token = excluded.token"
+    " WHERE excluded.token >= f.token"
 )
 _CREATE = (
     "CREATE TABLE IF NOT EXISTS {} (id TEXT PRIMARY KEY, data JSONB NOT NULL,"
@@ -77,6 +91,13 @@ _UPSERT = (
 )
 # DDL from two processes at once can collide in the catalogue (CREATE ... IF NOT EXISTS
 # is not race-free), so DDL transactions take this per-schema lock first.
+# Objects that depend on a table: views (through their rewrite rules) and foreign keys.
+_DEPENDENTS = (
+    "SELECT 1 FROM pg_depend d JOIN pg_rewrite r ON d.objid = r.oid"
+    " WHERE d.refobjid = to_regclass(%s) AND r.ev_class <> d.refobjid"
+    " UNION ALL SELECT 1 FROM pg_constraint c"
+    " WHERE c.confrelid = to_regclass(%s) AND c.contype = 'f' LIMIT 1"
+)
 _DDL_LOCK = "SELECT pg_advisory_xact_lock(hashtext('statesync:' || %s))"
 _SCHEMA_EXISTS = "SELECT 1 FROM pg_namespace WHERE nspname = %s"
 _TABLE_EXISTS = "SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = %s"
@@ -306,13 +327,17 @@ class PostgresDestination:
         mode: SyncMode,
         records: Sequence[Record],
         watermark: datetime | None,
+        *,
+        fence: int | None = None,
     ) -> None:
         validate_entity(entity)
         table = entity if mode is SyncMode.INCREMENTAL else staging_table(entity, job_id)
         rows, upsert = _rows(records), self._sql(_UPSERT, table)
-        mark = (job_key(job_id), entity, _aware(watermark)) if watermark is not None else None
+        key = job_key(job_id)
+        mark = (key, entity, _aware(watermark)) if watermark is not None else None
 
         async def work(conn: _Conn) -> None:
+            await self._check_fence(conn, key, entity, fence)
             if rows:
                 async with conn.cursor() as cursor:
                     await cursor.executemany(upsert, rows)
@@ -322,22 +347,36 @@ class PostgresDestination:
 
         await self._run(work, write=True, what=f"cannot write a page of {entity!r}")
 
-    async def finalize(self, job_id: str, entity: str, mode: SyncMode) -> None:
+    async def finalize(
+        self, job_id: str, entity: str, mode: SyncMode, *, fence: int | None = None
+    ) -> None:
         validate_entity(entity)
         key = job_key(job_id)
         if mode is SyncMode.INCREMENTAL:
 
             async def publish(conn: _Conn) -> None:
+                await self._check_fence(conn, key, entity, fence)
                 await conn.execute(self._sql(_PUBLISH_MAX), (key, entity))
 
             await self._run(publish, write=True, what=f"cannot finalize {entity!r}")
             return
 
         async def swap(conn: _Conn) -> None:
+            await self._check_fence(conn, key, entity, fence)
             await self._swap(conn, key, entity, staging_table(entity, job_id))
             crash_point("in_finalize")  # swapped inside the transaction, not committed
 
         await self._run(swap, write=True, what=f"cannot finalize {entity!r}")
+
+    async def _check_fence(self, conn: _Conn, key: str, entity: str, fence: int | None) -> None:
+        if fence is None:
+            return
+        cursor = await conn.execute(self._sql(_FENCE), (key, entity, fence))
+        if cursor.rowcount == 0:
+            raise LeaseError(
+                f"a newer worker drives entity {entity!r}: this writer's lease (token {fence}) "
+                "is stale, so its write was refused"
+            )
 
     async def _swap(self, conn: _Conn, key: str, entity: str, stage: str) -> None:
         """Replace the live table by ``stage`` and publish its mark, unless already done."""
@@ -350,13 +389,26 @@ class PostgresDestination:
                 "was recorded (was the job discarded, or never prepared?)"
             )
         await self._ddl_lock(conn)
-        await conn.execute(self._sql("DROP TABLE IF EXISTS {}", entity))
-        rename = sql.SQL("ALTER TABLE {} RENAME TO {}")
-        await conn.execute(rename.format(self._name(stage), sql.Identifier(entity)))
+        if await self._has_dependents(conn, entity):
+            # Views or foreign keys on the live table would block (or, with CASCADE, be
+            # dropped by) the rename swap: replace its rows instead, in this transaction.
+            await conn.execute(self._sql("TRUNCATE {}", entity))
+            await conn.execute(self._sql("INSERT INTO {} SELECT * FROM {}", entity, stage))
+            await conn.execute(self._sql("DROP TABLE {}", stage))
+        else:
+            await conn.execute(self._sql("DROP TABLE IF EXISTS {}", entity))
+            rename = sql.SQL("ALTER TABLE {} RENAME TO {}")
+            await conn.execute(rename.format(self._name(stage), sql.Identifier(entity)))
         # A full sync with no timestamps leaves no mark: incremental must start over.
         await conn.execute(self._sql(_FORGET_MARK), (entity,))
         await conn.execute(self._sql(_PUBLISH_REPLACE), (key, entity))
         await conn.execute(self._sql(_RECORD_SWAP), (key, entity, datetime.now(UTC)))
+
+    async def _has_dependents(self, conn: _Conn, entity: str) -> bool:
+        """Whether views or foreign keys depend on the live table of ``entity``."""
+        qualified = sql.Identifier(self.schema, entity).as_string(conn)
+        cursor = await conn.execute(_DEPENDENTS, (qualified, qualified))
+        return await cursor.fetchone() is not None
 
     async def discard(self, job_id: str, entity: str) -> None:
         validate_entity(entity)

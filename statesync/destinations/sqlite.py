@@ -44,9 +44,10 @@ from statesync.destinations._names import (
     staging_table,
     validate_entity,
 )
-from statesync.errors import DestinationError
+from statesync.errors import DestinationError, LeaseError
 
 _T = TypeVar("_T")
+_BUSY_MS = 30_000
 _Row = tuple[str, str, str | None, str | None, str]
 
 _SCHEMA = (
@@ -58,6 +59,15 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS _statesync_swaps ("
     " job_key TEXT NOT NULL, entity TEXT NOT NULL, swapped_at TEXT NOT NULL,"
     " PRIMARY KEY (job_key, entity))",
+    "CREATE TABLE IF NOT EXISTS _statesync_fences ("
+    " job_key TEXT NOT NULL, entity TEXT NOT NULL, token INTEGER NOT NULL,"
+    " PRIMARY KEY (job_key, entity))",
+)
+# Raise the stored fencing token, never lower it: no row changes means a stale writer.
+_FENCE = (
+    "INSERT INTO _statesync_fences (job_key, entity, token) VALUES (?, ?, ?)"
+    " ON CONFLICT (job_key, entity) DO UPDATE SET token = excluded.token"
+    " WHERE excluded.token >= _statesync_fences.token"
 )
 
 _RAISE_PENDING = (
@@ -177,7 +187,7 @@ class SQLiteDestination:
 
     def _setup(self) -> None:
         conn = self._conn
-        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
         with self._lock:
@@ -224,7 +234,9 @@ class SQLiteDestination:
         conn = self._conn
         if not write:
             return work(conn)
-        conn.execute("BEGIN IMMEDIATE")
+        if not _begin_now(conn):
+            # Another process holds the write lock: wait for it off the loop.
+            await asyncio.to_thread(conn.execute, "BEGIN IMMEDIATE")
         try:
             out = work(conn)
         except BaseException:
@@ -285,13 +297,17 @@ class SQLiteDestination:
         mode: SyncMode,
         records: Sequence[Record],
         watermark: datetime | None,
+        *,
+        fence: int | None = None,
     ) -> None:
         validate_entity(entity)
         table = entity if mode is SyncMode.INCREMENTAL else staging_table(entity, job_id)
-        mark = (job_key(job_id), entity, iso(watermark)) if watermark is not None else None
+        key = job_key(job_id)
+        mark = (key, entity, iso(watermark)) if watermark is not None else None
         sql, rows = self._upsert_sql(table), _rows(records)
 
         def work(conn: sqlite3.Connection) -> None:
+            _check_fence(conn, key, entity, fence)
             if rows:
                 conn.executemany(sql, rows)
             if mark is not None:
@@ -300,15 +316,23 @@ class SQLiteDestination:
 
         await self._write(work)
 
-    async def finalize(self, job_id: str, entity: str, mode: SyncMode) -> None:
+    async def finalize(
+        self, job_id: str, entity: str, mode: SyncMode, *, fence: int | None = None
+    ) -> None:
         validate_entity(entity)
         key = job_key(job_id)
         if mode is SyncMode.INCREMENTAL:
-            await self._write(lambda c: _publish(c, key, entity, _PUBLISH_MAX))
+
+            def publish(conn: sqlite3.Connection) -> None:
+                _check_fence(conn, key, entity, fence)
+                _publish(conn, key, entity, _PUBLISH_MAX)
+
+            await self._write(publish)
             return
         stage = staging_table(entity, job_id)
 
         def work(conn: sqlite3.Connection) -> None:
+            _check_fence(conn, key, entity, fence)
             _swap(conn, key, entity, stage)
             crash_point("in_finalize")  # swapped inside the transaction, not committed
 
@@ -362,6 +386,32 @@ def _publish(conn: sqlite3.Connection, key: str, entity: str, sql: str) -> None:
     if row is not None:
         conn.execute(sql, (entity, row[0]))
         conn.execute(_DROP_PENDING, (key, entity))
+
+
+def _begin_now(conn: sqlite3.Connection) -> bool:
+    """Open the write transaction if the lock is free right now; False if it is taken.
+
+    The busy timeout is dropped to zero for this one statement, so a lock held by
+    another process never stalls the event loop: the caller then waits in a thread.
+    """
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise
+        return False
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
+    return True
+
+
+def _check_fence(conn: sqlite3.Connection, key: str, entity: str, fence: int | None) -> None:
+    if fence is not None and conn.execute(_FENCE, (key, entity, fence)).rowcount == 0:
+        raise LeaseError(
+            f"a newer worker drives entity {entity!r}: this writer's lease (token {fence}) "
+            "is stale, so its write was refused"
+        )
 
 
 def _swap(conn: sqlite3.Connection, key: str, entity: str, stage: str) -> None:

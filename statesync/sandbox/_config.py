@@ -42,6 +42,9 @@ class SandboxConfig:
 
     sizes: Mapping[str, int] = attrs.field(factory=lambda: dict(DEFAULT_SIZES), converter=_sizes)
     seed: int = 0
+    created_step: int = attrs.field(default=61, validator=attrs.validators.ge(1))
+    """Seconds between neighbouring records' creation times (every fourth pair shares
+    one); small values make a dense dataset, as for splitting time windows."""
     api_key: str = "sk_test_statesync_sandbox"
     host: str = "127.0.0.1"
     port: int = 0

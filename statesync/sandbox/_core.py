@@ -42,7 +42,7 @@ class SandboxCore:
         self.config = config
         # Longest prefix first, so "/api/v1/" would win over a hypothetical "/api/".
         self.plugins = sorted(plugins, key=lambda p: len(p.prefix), reverse=True)
-        self.dataset = Dataset(config.sizes, config.seed, self._maker)
+        self.dataset = Dataset(config.sizes, config.seed, self._maker, config.created_step)
         self.faults = FaultInjector(config.seed)
         self.log = RequestLog()
         self._lock = threading.Lock()

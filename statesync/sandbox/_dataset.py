@@ -24,7 +24,7 @@ from ._api import JSONDict, RecordMaker
 Where = Literal["head", "tail", "random"]
 
 BASE_CREATED = 1_700_000_000
-_STEP = 61  # seconds between neighbouring records; some pairs share a timestamp
+DEFAULT_STEP = 61  # seconds between neighbouring records; some pairs share a timestamp
 
 
 class UnknownEntityError(KeyError):
@@ -35,10 +35,10 @@ class UnknownRecordError(KeyError):
     """Raised for a record id that the entity never had."""
 
 
-def _created_for(index: int) -> int:
+def _created_for(index: int, step: int) -> int:
     # index * 3 // 4 repeats every 4th value, which gives ties on ``created``
     # so that the id tie-break of the sort order is exercised.
-    return BASE_CREATED + (index * 3 // 4) * _STEP
+    return BASE_CREATED + (index * 3 // 4) * step
 
 
 def _encode(record: JSONDict) -> bytes:
@@ -56,8 +56,11 @@ class Page:
 class EntityStore:
     """All records of one entity; every public method is thread-safe."""
 
-    def __init__(self, name: str, maker: RecordMaker, seed: int, size: int) -> None:
+    def __init__(
+        self, name: str, maker: RecordMaker, seed: int, size: int, step: int = DEFAULT_STEP
+    ) -> None:
         self.name = name
+        self._step = step
         self._maker = maker
         self._seed = seed
         self._lock = threading.RLock()
@@ -71,7 +74,7 @@ class EntityStore:
         self._revision = 0
         self._version = 0
         self._rng = random.Random(f"{seed}:{name}:mutations")
-        self._append(self._generate(range(size), _created_for))
+        self._append(self._generate(range(size), lambda i: _created_for(i, step)))
 
     def _generate(self, indexes: range, created: Callable[[int], int]) -> list[JSONDict]:
         records = []
@@ -165,7 +168,7 @@ class EntityStore:
             newest = self._created[-1] if self._created else BASE_CREATED
             first = self._generated
             records = self._generate(
-                range(first, first + count), lambda i: newest + (i - first + 1) * _STEP
+                range(first, first + count), lambda i: newest + (i - first + 1) * self._step
             )
             self._append(records)
             self._version += 1
@@ -217,9 +220,14 @@ class Dataset:
     """The entity stores of every mounted API, rebuilt from scratch on reset."""
 
     def __init__(
-        self, sizes: Mapping[str, int], seed: int, makers: Callable[[str], RecordMaker]
+        self,
+        sizes: Mapping[str, int],
+        seed: int,
+        makers: Callable[[str], RecordMaker],
+        step: int = DEFAULT_STEP,
     ) -> None:
         self._sizes = dict(sizes)
+        self._step = step
         self._seed = seed
         self._makers = makers
         self._lock = threading.Lock()
@@ -228,7 +236,7 @@ class Dataset:
 
     def reset(self) -> None:
         stores = {
-            name: EntityStore(name, self._makers(name), self._seed, size)
+            name: EntityStore(name, self._makers(name), self._seed, size, self._step)
             for name, size in self._sizes.items()
         }
         with self._lock:

@@ -4,8 +4,11 @@ Two lists over the shared dataset, so faults and mutations apply to them as to S
 ``workspace(slug:) { tickets }`` is a Relay connection nested one level (cursor = the
 record's stable position, so deletes never shift it), and ``articles`` is an offset list
 accepting ``limit``/``offset``, ``first``/``skip`` or ``take``/``skip``. Both list oldest
-first, so records inserted during a sync land after every cursor and offset, and both
-filter with ``updatedSince``.
+first (by creation time, then id), so records inserted during a sync land after every
+cursor and offset, and both filter with ``updatedSince``. ``tickets`` also takes a
+creation-time window, ``createdGte`` (inclusive) and ``createdLt`` (exclusive), so a
+client can walk it as concurrent windows with a cursor each (cursors stay valid across
+windows: they are positions).
 """
 
 from __future__ import annotations
@@ -45,7 +48,9 @@ type Query {
 type Workspace {
   slug: String!
   name: String!
-  tickets(first: Int, after: String, updatedSince: DateTime): TicketConnection!
+  tickets(
+    first: Int, after: String, updatedSince: DateTime, createdGte: DateTime, createdLt: DateTime
+  ): TicketConnection!
 }
 
 type TicketConnection {
@@ -160,18 +165,32 @@ def _store(info: Info, entity: str) -> EntityStore:
     return dataset.store(entity)
 
 
-def _rows(store: EntityStore, since: str | None) -> list[tuple[int, JSONDict]]:
-    """Live records oldest first with their stable positions, ``updated >= since``."""
-    floor = _timestamp(since) if since is not None else None
+def _rows(
+    store: EntityStore,
+    since: str | None,
+    created_gte: str | None = None,
+    created_lt: str | None = None,
+) -> list[tuple[int, JSONDict]]:
+    """Live records oldest first with their stable positions, ``updated >= since`` and
+    ``created_gte <= created < created_lt`` (each filter only when given)."""
+    floor = _timestamp(since, "updatedSince") if since is not None else None
+    gte = _timestamp(created_gte, "createdGte") if created_gte is not None else None
+    lt = _timestamp(created_lt, "createdLt") if created_lt is not None else None
     rows = [(store.position(r["id"]), r) for r in reversed(store.snapshot())]
-    return [(p, r) for p, r in rows if floor is None or r["updated"] >= floor]
+    return [
+        (p, r)
+        for p, r in rows
+        if (floor is None or r["updated"] >= floor)
+        and (gte is None or r["created"] >= gte)
+        and (lt is None or r["created"] < lt)
+    ]
 
 
-def _timestamp(value: str) -> int:
+def _timestamp(value: str, name: str) -> int:
     try:
         moment = datetime.fromisoformat(value)
     except (TypeError, ValueError):
-        raise user_error(f"updatedSince is not an ISO 8601 date-time: {value!r}") from None
+        raise user_error(f"{name} is not an ISO 8601 date-time: {value!r}") from None
     return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
 
 
@@ -206,7 +225,12 @@ def _position(cursor: str) -> int:
 
 def _tickets(_workspace: JSONDict, info: Info, **args: Any) -> JSONDict:
     size = _page_size(args.get("first"), "first")
-    rows = _rows(_store(info, TICKETS), args.get("updatedSince"))
+    rows = _rows(
+        _store(info, TICKETS),
+        args.get("updatedSince"),
+        args.get("createdGte"),
+        args.get("createdLt"),
+    )
     after = args.get("after")
     rest = rows if after is None else [(p, r) for p, r in rows if p > _position(after)]
     edges = [{"cursor": _cursor(p), "node": r} for p, r in rest[:size]]
