@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from test_throughput_engine import LoggingDestination
+from test_throughput_engine import LoggingDestination, StopAfter
 
 from statesync import ChunkPolicy, PageRequest, RetryPolicy, SyncMode
 from statesync._models import FetchState, Page, TimeWindow
@@ -18,7 +18,6 @@ from statesync.adapters.local import LocalRunner
 from statesync.connector import Partitioning
 from statesync.connectors.graphql import GraphQLConnector, GraphQLEntity, _variables
 from statesync.errors import ConfigurationError
-from statesync.events import Event, PageWritten
 from statesync.sandbox import MutationRule, Sandbox, SandboxConfig
 from statesync.stores.memory import MemoryStateStore
 
@@ -174,16 +173,10 @@ async def test_resume_inside_a_split_window_is_exact() -> None:
         sb.faults.configure(latency=0.005)  # requests outlast landing: windows overlap
         store, dest = MemoryStateStore(), LoggingDestination()
         conn = Recording(sb)
-        first: list[LocalRunner] = []
-
-        class StopAfter:
-            def on_event(self, event: Event) -> None:
-                if isinstance(event, PageWritten) and event.total_records >= 700:
-                    first[0].request_stop()
-
+        stop = StopAfter(700)
         policy = dict(concurrency=4, page_size=20, max_iterations=100)
-        first.append(runner(conn, dest, store=store, listeners=[StopAfter()], **policy))
-        result = await first[0].sync(["tickets"])
+        stop.runner = runner(conn, dest, store=store, listeners=[stop], **policy)
+        result = await stop.runner.sync(["tickets"])
         assert result.interrupted
         rec = await store.get_entity(result.job_id, "tickets")
         parts = rec.fetch_state.partitions

@@ -16,6 +16,7 @@ from statesync.adapters.local import LocalRunner
 from statesync.connectors.memory import MemoryConnector
 from statesync.destinations.memory import MemoryDestination
 from statesync.errors import ConnectorError, TransientError
+from statesync.events import PageWritten
 from statesync.stores.memory import MemoryStateStore
 
 FAST = RetryPolicy(attempts=5, initial_delay=0.001, jitter=0)
@@ -44,6 +45,19 @@ class LoggingDestination(MemoryDestination):
     ) -> None:
         await super().write_page(job_id, entity, mode, records, watermark, fence=fence)
         self.written.setdefault(entity, []).extend(r.id for r in records)
+
+
+class StopAfter:
+    """A listener that asks ``runner`` to stop once ``records`` records have landed."""
+
+    def __init__(self, records: int) -> None:
+        self.records = records
+        self.runner: LocalRunner | None = None
+
+    def on_event(self, event: Any) -> None:
+        if isinstance(event, PageWritten) and event.total_records >= self.records:
+            assert self.runner is not None
+            self.runner.request_stop()
 
 
 class SlowMemory(MemoryConnector):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from test_throughput_engine import LoggingDestination
+from test_throughput_engine import LoggingDestination, StopAfter
 
 from statesync import ChunkPolicy, RetryPolicy, SyncMode, perform_sync_chunk
 from statesync._budget import RateSettings, RedisBudgets
@@ -16,7 +16,6 @@ from statesync.adapters.local import LocalRunner
 from statesync.connector import BaseConnector
 from statesync.connectors.close import CloseConnector
 from statesync.connectors.stripe import StripeConnector
-from statesync.events import Event, PageWritten
 from statesync.sandbox import (
     CloseApi,
     MutationRule,
@@ -134,16 +133,10 @@ async def test_stripe_resumes_inside_a_split_window() -> None:
     with Sandbox(SandboxConfig(sizes={"customers": 2000}), plugins=[StripeApi()]) as sb:
         store, dest = MemoryStateStore(), LoggingDestination()
         conn = StripeConnector(KEY, base_url=sb.url)
-        first: list[LocalRunner] = []
-
-        class StopAfter:
-            def on_event(self, event: Event) -> None:
-                if isinstance(event, PageWritten) and event.total_records >= 700:
-                    first[0].request_stop()
-
+        stop = StopAfter(700)
         policy = dict(concurrency=4, page_size=40, max_iterations=100)
-        first.append(runner(conn, dest, store=store, listeners=[StopAfter()], **policy))
-        result = await first[0].sync(["customers"])
+        stop.runner = runner(conn, dest, store=store, listeners=[stop], **policy)
+        result = await stop.runner.sync(["customers"])
         assert result.interrupted
         rec = await store.get_entity(result.job_id, "customers")
         parts = rec.fetch_state.partitions
