@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,9 +44,9 @@ def _console() -> Console:
     return console if console.is_terminal else Console(highlight=False, width=150)
 
 
-def _run(make: Callable[[], Awaitable[T]]) -> T:
+def _run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
-        return asyncio.run(make())  # type: ignore[arg-type]
+        return asyncio.run(make())
     except StatesyncError as exc:
         raise click.ClickException(str(exc)) from None
 
