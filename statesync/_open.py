@@ -66,7 +66,7 @@ def open_destination(url: str) -> Destination:
     return SQLiteDestination(_sqlite_path(url))
 
 
-CONNECTORS = ("stripe", "close")
+CONNECTORS = ("stripe", "close", "graphql")
 
 
 def open_connector(
@@ -87,4 +87,19 @@ def open_connector(
 
         base = params.get("base_url")
         return CloseConnector(api_key, entities=entities, **({"base_url": base} if base else {}))
+    if name == "graphql":
+        return _graphql(api_key, params)
     raise ConfigurationError(f"unknown connector {name!r}; known: {', '.join(CONNECTORS)}")
+
+
+def _graphql(api_key: str, params: Mapping[str, Any]) -> BaseConnector:
+    from statesync.connectors._graphql_config import load_graphql_config
+    from statesync.connectors.graphql import GraphQLConnector
+
+    url, config_path = params.get("base_url"), params.get("graphql_config")
+    if not url or not config_path:
+        raise ConfigurationError(
+            "the graphql connector needs --base-url (the endpoint) and --graphql-config FILE"
+        )
+    config = load_graphql_config(config_path)
+    return GraphQLConnector(url, entities=config.entities, headers=config.headers(api_key))

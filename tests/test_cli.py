@@ -261,3 +261,45 @@ def test_concurrency_and_rate_flags(tmp_path: Path) -> None:
         with sqlite3.connect(tmp_path / "d.db") as db:
             ids = [r[0] for r in db.execute('SELECT id FROM "lead"')]
         assert sorted(ids) == sorted(r["id"] for r in sandbox.snapshot("close.lead"))
+
+
+GRAPHQL_CONFIG = """
+[entities.tickets]
+query = '''
+query Tickets($first: Int, $after: String) {
+  workspace(slug: "acme") {
+    tickets(first: $first, after: $after) {
+      nodes { id updatedAt }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}'''
+path = "workspace.tickets"
+updated_field = "updatedAt"
+"""
+
+
+def test_graphql_connector_from_a_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "graphql.toml"
+    config.write_text(GRAPHQL_CONFIG)
+    with Sandbox(SandboxConfig(sizes={"graphql.tickets": 35})) as sandbox:
+        cmd = [STATESYNC, "run", "--connector", "graphql", "--base-url",
+               f"{sandbox.url}/graphql", "--graphql-config", str(config), "--entity", "tickets",
+               "--job-id", "j1", *args(tmp_path)]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env(sandbox), timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        rows = json.loads(status(tmp_path, "--json").stdout)["entities"]
+        assert rows[0]["state"] == "complete" and rows[0]["records"] == 35
+        assert sandbox.config.api_key not in (tmp_path / "s.db").read_bytes().decode("latin-1")
+
+
+def test_a_bad_graphql_config_names_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "graphql.toml"
+    config.write_text(GRAPHQL_CONFIG.replace("updated_field", "updated_feild"))
+    cmd = [STATESYNC, "run", "--connector", "graphql", "--base-url", "http://127.0.0.1:9/graphql",
+           "--graphql-config", str(config), "--entity", "tickets", *args(tmp_path)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "STATESYNC_API_KEY": "k"})  # fmt: skip
+    assert done.returncode == 1
+    assert "entities.tickets.updated_feild: unknown setting" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -139,6 +139,12 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.command()
 @click.option("--connector", type=click.Choice(CONNECTORS), default="stripe", show_default=True)
 @click.option("--base-url", default=None, help="API base URL (e.g. the sandbox's).")
+@click.option(
+    "--graphql-config",
+    type=click.Path(exists=True, dir_okay=False, resolve_path=True),
+    default=None,
+    help="TOML file of GraphQL entities (queries, list paths), for --connector graphql.",
+)
 @click.option("--entity", "entities", multiple=True, required=True, help="Repeat per entity.")
 @click.option("--mode", type=click.Choice([m.value for m in SyncMode]), default="full")
 @click.option("--job-id", default=None)
@@ -146,6 +152,7 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
 def run(
     connector: str,
     base_url: str | None,
+    graphql_config: str | None,
     entities: tuple[str, ...],
     mode: str,
     job_id: str | None,
@@ -154,7 +161,9 @@ def run(
     """Start a sync job. The API key comes from $STATESYNC_API_KEY."""
 
     async def go() -> int:
-        params = {"base_url": base_url} if base_url else {}
+        # Stored with the job so `resume` rebuilds the same connector: no secrets here.
+        given = {"base_url": base_url, "graphql_config": graphql_config}
+        params = {k: v for k, v in given.items() if v}
         runner, display = _runner(connector, params, entities, **opts)
         async with _session(runner):
             job = await runner.create_job(
