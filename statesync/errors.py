@@ -75,6 +75,18 @@ class LeaseError(StoreError):
     """Another worker drives this entity, or our lease on it has expired."""
 
 
+class StaleFenceError(LeaseError):
+    """A destination refused a write whose lease token is older than one it has seen."""
+
+    def __init__(self, entity: str, token: int) -> None:
+        super().__init__(
+            f"a newer worker drives entity {entity!r}: this writer's lease (token {token}) "
+            "is stale, so its write was refused"
+        )
+        self.entity = entity
+        self.token = token
+
+
 class UnknownJobError(StoreError):
     """No job (or entity of a job) with that id is in the store."""
 

@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 from test_throughput_engine import LoggingDestination, StopAfter
+from test_throughput_sandbox import runner
 
-from statesync import ChunkPolicy, PageRequest, RetryPolicy, SyncMode
+from statesync import PageRequest, RetryPolicy, SyncMode
 from statesync._models import FetchState, Page, TimeWindow
-from statesync.adapters.local import LocalRunner
 from statesync.connector import Partitioning
 from statesync.connectors.graphql import GraphQLConnector, GraphQLEntity, _variables
 from statesync.errors import ConfigurationError
@@ -62,19 +62,6 @@ class Recording(GraphQLConnector):
     async def fetch_page(self, request: PageRequest) -> Page:
         self.windows.append(request.window)
         return await super().fetch_page(request)
-
-
-def runner(conn: GraphQLConnector, dest: LoggingDestination, **policy: Any) -> LocalRunner:
-    store = policy.pop("store", MemoryStateStore())
-    listeners = policy.pop("listeners", ())
-    return LocalRunner(
-        connector=conn,
-        store=store,
-        destination=dest,
-        chunk_policy=ChunkPolicy(**{"max_iterations": 12, "page_size": 20, **policy}),
-        retry_policy=RETRY,
-        listeners=listeners,
-    )
 
 
 def ids(sandbox: Sandbox) -> set[str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from statesync._models import Record, SyncMode
 from statesync.destinations._names import job_key, validate_entity
-from statesync.errors import DestinationError, LeaseError
+from statesync.errors import DestinationError, StaleFenceError
 
 _Key = tuple[str, str]
 """(job key, entity)."""
@@ -100,10 +100,7 @@ class MemoryDestination:
         if fence is None:
             return
         if fence < self._fences.get(key, fence):
-            raise LeaseError(
-                f"a newer worker drives entity {key[1]!r}: this writer's lease (token {fence}) "
-                "is stale, so its write was refused"
-            )
+            raise StaleFenceError(key[1], fence)
         self._fences[key] = fence
 
     async def discard(self, job_id: str, entity: str) -> None:

@@ -38,8 +38,8 @@ from statesync.destinations._names import job_key, staging_table, validate_entit
 from statesync.errors import (
     ConfigurationError,
     DestinationError,
-    LeaseError,
     MissingExtraError,
+    StaleFenceError,
 )
 
 try:
@@ -373,10 +373,7 @@ class PostgresDestination:
             return
         cursor = await conn.execute(self._sql(_FENCE), (key, entity, fence))
         if cursor.rowcount == 0:
-            raise LeaseError(
-                f"a newer worker drives entity {entity!r}: this writer's lease (token {fence}) "
-                "is stale, so its write was refused"
-            )
+            raise StaleFenceError(entity, fence)
 
     async def _swap(self, conn: _Conn, key: str, entity: str, stage: str) -> None:
         """Replace the live table by ``stage`` and publish its mark, unless already done."""

@@ -44,7 +44,7 @@ from statesync.destinations._names import (
     staging_table,
     validate_entity,
 )
-from statesync.errors import DestinationError, LeaseError
+from statesync.errors import DestinationError, StaleFenceError
 
 _T = TypeVar("_T")
 _BUSY_MS = 30_000
@@ -408,10 +408,7 @@ def _begin_now(conn: sqlite3.Connection) -> bool:
 
 def _check_fence(conn: sqlite3.Connection, key: str, entity: str, fence: int | None) -> None:
     if fence is not None and conn.execute(_FENCE, (key, entity, fence)).rowcount == 0:
-        raise LeaseError(
-            f"a newer worker drives entity {entity!r}: this writer's lease (token {fence}) "
-            "is stale, so its write was refused"
-        )
+        raise StaleFenceError(entity, fence)
 
 
 def _swap(conn: sqlite3.Connection, key: str, entity: str, stage: str) -> None:
