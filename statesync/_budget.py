@@ -17,10 +17,10 @@ With a configured limit the pace aims at ``headroom`` (95 %) of it, drops by hal
 second: the limit stays a ceiling. Without one (the default) the budget learns the
 provider's limit by AIMD, the shape TCP uses: it sends at full speed until the first
 429 or a report that nothing remains, then cuts the pace to 80 % of the rate it was
-sending at, and adds 2 % of that rate per second of successful requests (a share per
-success), so it probes upwards slowly and cuts again when it finds the limit. Cuts come
-at most once per calm spell (the pause plus a second), so the 429s of one burst count
-once. A ``remaining``/``reset`` report caps the pace at what remains until the reset,
+sending at, and adds 2 % of that rate (at least half a request) per second of
+successful requests (a share per success), so it probes upwards slowly and cuts again
+when it finds the limit. Cuts come at most once per calm spell (the pause plus a
+second), so the 429s of one burst count once. A ``remaining``/``reset`` report caps the pace at what remains until the reset,
 with or without a configured limit.
 """
 
@@ -64,6 +64,8 @@ _MIN_PACE = 0.5
 _MIN_STEP = 0.5
 """Requests per second a learned pace gains per second at least, so a cut made while
 little was sent (another client spent the quota) does not take minutes to undo."""
+_FIRST_WINDOW = 0.2
+"""Seconds the first requests' rate is measured over at least (a burst is not a rate)."""
 _CALM = 1.0
 """Seconds after a pause ends in which further 429s (of requests sent before) cut nothing."""
 
@@ -150,7 +152,11 @@ class MemoryRateBudget:
         """Requests per second sent lately: the last full second and the current one."""
         start, count = self._window
         elapsed = now - start
-        return count + self._sent * max(0.0, 1.0 - elapsed) if elapsed < 1.0 else self._sent
+        if elapsed >= 1.0:
+            return self._sent
+        if not self._sent:
+            return count / max(elapsed, _FIRST_WINDOW)  # no full second measured yet
+        return count + self._sent * (1.0 - elapsed)
 
     def _count(self, now: float) -> None:
         start, count = self._window
@@ -262,7 +268,8 @@ class BudgetRegistry:
 
 # KEYS[1]: the budget hash. ARGV: target pace (0: learn the limit), burst, op
 # ("acquire" | "throttle" | "observe"), op argument (retry_after | remaining), reset, then
-# the constants: recovery, floor, decrease, increase, minimum pace, calm, minimum step. The same
+# the constants: recovery, floor, decrease, increase, minimum pace, calm, minimum step,
+# first window. The same
 # algorithm as MemoryRateBudget, with Redis's clock, so every process shares one.
 # Returns the seconds to wait.
 _SCRIPT = """
@@ -272,7 +279,7 @@ local target, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local op, arg, reset = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local recovery, floor, decrease = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local increase, min_pace, calm = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
-local min_step = tonumber(ARGV[12])
+local min_step, first_window = tonumber(ARGV[12]), tonumber(ARGV[13])
 local s = redis.call('HMGET', KEYS[1], 'pace', 'updated', 'tat', 'paused', 'cap', 'cap_until',
   'calm_until', 'step', 'win_start', 'win_count', 'sent')
 local pace = tonumber(s[1]) or target
@@ -298,7 +305,8 @@ local function cut()
   end
   local elapsed = now - win_start
   local sending = sent
-  if elapsed < 1 then sending = win_count + sent * math.max(0, 1 - elapsed) end
+  if elapsed < 1 and sent <= 0 then sending = win_count / math.max(elapsed, first_window)
+  elseif elapsed < 1 then sending = win_count + sent * (1 - elapsed) end
   local base = pace
   if pace > 0 and sending > 0 then base = math.min(pace, sending)
   elseif pace <= 0 then base = sending end
@@ -346,7 +354,7 @@ redis.call('HSET', KEYS[1], 'pace', pace, 'updated', now, 'tat', tat, 'paused', 
 redis.call('EXPIRE', KEYS[1], 3600)
 return tostring(wait)
 """
-_CONSTANTS = (_RECOVERY, _FLOOR, _DECREASE, _INCREASE, _MIN_PACE, _CALM, _MIN_STEP)
+_CONSTANTS = (_RECOVERY, _FLOOR, _DECREASE, _INCREASE, _MIN_PACE, _CALM, _MIN_STEP, _FIRST_WINDOW)
 
 
 class RedisRateBudget:
