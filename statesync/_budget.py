@@ -20,8 +20,8 @@ provider's limit by AIMD, the shape TCP uses: it sends at full speed until the f
 sending at, and adds 2 % of that rate (at least half a request) per second of
 successful requests (a share per success), so it probes upwards slowly and cuts again
 when it finds the limit. Cuts come at most once per calm spell (the pause plus a
-second), so the 429s of one burst count once. A ``remaining``/``reset`` report caps the pace at what remains until the reset,
-with or without a configured limit.
+second), so the 429s of one burst count once. A ``remaining``/``reset`` report caps the
+pace at what remains until the reset, with or without a configured limit.
 """
 
 from __future__ import annotations
