@@ -14,7 +14,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from statesync._models import Page, PageRequest, Record, SyncMode
+from statesync._ratelimit import rate_info_from_headers
 from statesync.connector import BaseConnector, Partitioning
 from statesync.errors import MalformedResponseError, MissingExtraError, translate
 
@@ -80,7 +83,9 @@ class StripeConnector(BaseConnector):
             )
         except Exception as exc:
             raise translate(exc, request=described) from exc
-        return _parse(response.data, request, described)
+        page = _parse(response.data, request, described)
+        rate = rate_info_from_headers(getattr(response, "headers", None) or {})
+        return page if rate is None else attrs.evolve(page, rate=rate)
 
     def _params(self, request: PageRequest) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": min(request.page_size, MAX_PAGE_SIZE)}
