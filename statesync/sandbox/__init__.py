@@ -9,7 +9,15 @@ a path prefix in one shared server.
 from ._api import ApiPlugin, ApiRequest, ApiResponse, RecordMaker
 from ._close import CloseApi, CloseRateLimit
 from ._config import DEFAULT_SIZES, SandboxConfig
-from ._faults import FaultDecision, FaultInjector, FaultKind, FaultRule, FaultSettings, MutationRule
+from ._faults import (
+    FaultDecision,
+    FaultInjector,
+    FaultKind,
+    FaultRule,
+    FaultSettings,
+    MutationRule,
+    WalkModes,
+)
 from ._graphql import GraphQLApi
 from ._log import RequestLogEntry
 from ._server import Sandbox, default_plugins, serve
@@ -34,6 +42,7 @@ __all__ = [
     "Sandbox",
     "SandboxConfig",
     "StripeApi",
+    "WalkModes",
     "default_plugins",
     "serve",
 ]
