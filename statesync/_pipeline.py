@@ -35,6 +35,7 @@ from statesync._budget import RateBudget
 from statesync._failpoints import crash_point
 from statesync._models import FetchState, Page, PageRequest, RateInfo, TimeWindow
 from statesync._policy import ChunkPolicy
+from statesync._progress import ProgressGuard
 from statesync.connector import BaseConnector, Partitioning
 from statesync.destination import Destination
 from statesync.errors import ConfigurationError, ConnectorError, ErrorKind
@@ -77,6 +78,8 @@ class Pipeline:
     land_time: float | None = None
     """Moving average of writing and checkpointing one page."""
     discarded: int = 0
+    guards: dict[TimeWindow | None, ProgressGuard] = attrs.field(factory=dict)
+    """One no-progress guard per walk: the stream (``None``) or a window's bounds."""
 
     # -- shared ---------------------------------------------------------------------
 
@@ -131,6 +134,10 @@ class Pipeline:
 
     def landed_one(self) -> None:
         self.in_flight -= 1
+
+    def guard(self, request: PageRequest, page: Page, after: FetchState) -> None:
+        """Stop a walk that does not move (see :mod:`statesync._progress`)."""
+        self.guards.setdefault(request.window, ProgressGuard()).check(request, page, after)
 
     async def cancel(self, tasks: Iterable[asyncio.Task[Page]]) -> None:
         pending = [t for t in tasks if not t.done()]
@@ -207,6 +214,7 @@ class Pipeline:
                         continue
                     page = settled
                 after = current.advance(page)
+                self.guard(self.request(current), page, after)
                 if self.stopping() or not after.has_more:
                     await self.cancel([f.task for f in flights])
                     flights.clear()
@@ -264,6 +272,7 @@ class Pipeline:
                     self.landed_one()
                     crash_point("after_fetch")
                     assert flight.request.window is not None
+                    self.guard(flight.request, page, _window_after(flight.request, page))
                     state = _partitions.advance(
                         state,
                         flight.request.window,
@@ -294,6 +303,17 @@ class Pipeline:
             request = self.request(part.state(), window=part.window)
             task = self.launch(request)
             flights[task] = _Flight(request, task, order=order)
+
+
+def _window_after(request: PageRequest, page: Page) -> FetchState:
+    """Where one window's walk stands after ``page`` (what its next request sends)."""
+    metadata = page.metadata if page.metadata is not None else request.state.metadata
+    return FetchState(
+        offset=page.next_offset,
+        cursor=page.next_cursor,
+        has_more=page.has_more,
+        metadata=metadata,
+    )
 
 
 def partitioning_for(

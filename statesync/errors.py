@@ -20,6 +20,7 @@ class ErrorKind(enum.StrEnum):
     MALFORMED_RESPONSE = "malformed_response"
     AUTH = "auth"
     BAD_REQUEST = "bad_request"
+    NO_PROGRESS = "no_progress"
 
 
 class StatesyncError(Exception):
@@ -154,6 +155,18 @@ class MalformedResponseError(ConnectorError):
     kind = ErrorKind.MALFORMED_RESPONSE
 
 
+class NoProgressError(ConnectorError):
+    """A walk stopped moving: a page repeated the previous position, or its records fell
+    outside the bounds the request sent (the server ignored a filter).
+
+    Not retried by default: sending the same request again would get the same answer,
+    so the entity fails with this error (naming the request and its filter) instead of
+    looping.
+    """
+
+    kind = ErrorKind.NO_PROGRESS
+
+
 _BY_KIND: Mapping[ErrorKind, type[ConnectorError]] = {
     cls.kind: cls
     for cls in (
@@ -163,6 +176,7 @@ _BY_KIND: Mapping[ErrorKind, type[ConnectorError]] = {
         AuthError,
         BadRequestError,
         MalformedResponseError,
+        NoProgressError,
     )
 }
 

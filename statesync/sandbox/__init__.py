@@ -17,6 +17,7 @@ from ._faults import (
     FaultSettings,
     MutationRule,
     RateLimitStyle,
+    WalkModes,
 )
 from ._graphql import GraphQLApi
 from ._log import RequestLogEntry
@@ -43,6 +44,7 @@ __all__ = [
     "Sandbox",
     "SandboxConfig",
     "StripeApi",
+    "WalkModes",
     "default_plugins",
     "serve",
 ]

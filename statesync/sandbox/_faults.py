@@ -26,7 +26,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -81,6 +81,15 @@ class MutationRule:
     update: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     delete: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     where: Where = attrs.field(default="head", validator=attrs.validators.in_(_WHERES))
+    cursor: bool = False
+    """Also delete the record the entity's last list page ended with: the record a
+    Stripe client sends as ``starting_after`` next (a cursor that vanishes)."""
+    insert_where: Where | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.in_(_WHERES))
+    )
+    """Where inserted records go in creation order: ``None``/``head`` after every record
+    (the newest), ``tail`` before every record, ``random`` among them (backdated inserts
+    that land behind an oldest-first walk)."""
 
 
 @attrs.frozen
@@ -123,6 +132,66 @@ class FaultDecision:
 _NO_FAULT = FaultDecision()
 
 
+# -- walk modes: servers that page differently from what a client was told -----------
+
+
+def _names(value: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+@attrs.frozen
+class WalkModes:
+    """Server behaviours that break naive walks, switchable like the other faults.
+
+    ``skip_cap``: the largest ``_skip`` the server accepts on paths under
+    ``skip_cap_prefix`` (Close's lists by default), answered past it with Close's 400
+    wording; the client is not told (unlike ``CloseApi(skip_cap=...)``, which is also
+    a hint a test passes the connector). ``ignore_params``: query parameters the server
+    drops before answering, as a server ignoring a filter does: a name matches itself
+    and its bracketed forms (``created`` drops ``created[gte]``...), e.g.
+    ``["created"]`` for Stripe, ``["date_created__gte", "query"]`` for Close windows.
+    ``vanished_cursors``: a deleted record named as Stripe's ``starting_after`` or
+    ``ending_before`` is the real API's 400 ``resource_missing`` (by default the
+    sandbox keeps deleted records as cursors that still work).
+    """
+
+    skip_cap: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
+    )
+    skip_cap_prefix: str = "/api/v1/"
+    ignore_params: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    vanished_cursors: bool = False
+
+    def filtered(self, query: Mapping[str, str]) -> Mapping[str, str]:
+        """``query`` without the parameters the server ignores."""
+        if not self.ignore_params:
+            return query
+        return {k: v for k, v in query.items() if not self._ignored(k)}
+
+    def _ignored(self, name: str) -> bool:
+        return any(name == p or name.startswith(p + "[") for p in self.ignore_params)
+
+    def decide(self, path: str, query: Mapping[str, str]) -> FaultDecision | None:
+        """The 400 for a ``_skip`` past the unannounced cap, if this request passes it."""
+        if self.skip_cap is None or not path.startswith(self.skip_cap_prefix):
+            return None
+        try:
+            skip = int(query.get("_skip", "0"))
+        except ValueError:
+            return None  # the API's own validation answers that
+        if skip <= self.skip_cap:
+            return None
+        from ._close import skip_cap_message
+
+        body = json.dumps({"error": skip_cap_message(self.skip_cap)})
+        return FaultDecision("status", 400, {}, body)
+
+
+_WALK_FIELDS = frozenset(a.name for a in attrs.fields(WalkModes))
+
+
 @attrs.define
 class _Bucket:
     tokens: float
@@ -147,10 +216,21 @@ class FaultInjector:
             self._buckets: dict[str | None, _Bucket] = {}
             self._windows: dict[str | None, tuple[float, int]] = {}
             self._rng = random.Random(self._seed)
+            self._walk = WalkModes()
 
     @property
     def settings(self) -> FaultSettings:
         return self._settings
+
+    @property
+    def walk(self) -> WalkModes:
+        return self._walk
+
+    def configure_walk(self, **changes: Any) -> WalkModes:
+        """Change walk modes, e.g. ``configure_walk(skip_cap=120, ignore_params=["query"])``."""
+        with self._lock:
+            self._walk = attrs.evolve(self._walk, **changes)
+            return self._walk
 
     @property
     def rules(self) -> list[FaultRule]:
@@ -288,6 +368,7 @@ class FaultInjector:
         with self._lock:
             return {
                 **attrs.asdict(self._settings),
+                **attrs.asdict(self._walk),
                 "rules": [attrs.asdict(rule) for rule in self._rules],
                 "rule_hits": list(self._hits),
                 "mutations": [attrs.asdict(rule) for rule in self._mutations],
@@ -303,10 +384,11 @@ class FaultInjector:
         rules = [FaultRule(**rule) for rule in payload.get("rules", [])]
         mutations = [MutationRule(**rule) for rule in payload.get("mutations", [])]
         names = {field.name for field in attrs.fields(FaultSettings)}
-        unknown = set(payload) - names - {"rules", "mutations", "clear_rules"}
+        unknown = set(payload) - names - _WALK_FIELDS - {"rules", "mutations", "clear_rules"}
         if unknown:
             raise ValueError(f"unknown fault settings: {sorted(unknown)}")
         self.configure(**{k: v for k, v in payload.items() if k in names})
+        self.configure_walk(**{k: v for k, v in payload.items() if k in _WALK_FIELDS})
         for rule in rules:
             self.add_rule(rule)
         for mutation in mutations:
