@@ -186,3 +186,38 @@ async def test_unusable_waits_pause_for_a_second_not_forever(wait: float) -> Non
     other = MemoryRateBudget(RateSettings(None), clock=clock, sleep=clock.sleep)
     await other.observe(RateInfo(remaining=0, reset=wait))
     assert other._reserve() == pytest.approx(1.0)
+
+
+async def test_the_redis_budget_learns_the_same_way(redis_url: str, key_prefix: str) -> None:
+    """The Lua twin of MemoryRateBudget: same cut, same climb, same pause (Redis's clock)."""
+    import redis.asyncio as aioredis
+
+    from statesync._budget import RedisRateBudget
+
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    key = f"{key_prefix}:budget:acct"
+    budget = RedisRateBudget(client, key, RateSettings(None))
+    clock = Clock()
+    twin = MemoryRateBudget(RateSettings(None), clock=clock, sleep=clock.sleep)
+    try:
+        waits = [await budget._run("acquire") for _ in range(10)]
+        for _ in range(10):
+            twin._reserve()
+        assert waits == [0.0] * 10  # unpaced until the limit shows
+        await budget.throttled(1.0)
+        await twin.throttled(1.0)
+        pace = float(await client.hget(key, "pace"))
+        assert twin.pace is not None
+        assert pace == pytest.approx(twin.pace, rel=0.05)  # half of 10 in the first 0.2 s
+        assert await budget._run("acquire") >= 0.9  # paused for the Retry-After
+        await budget.observe(RateInfo())
+        await twin.observe(RateInfo())
+        assert float(await client.hget(key, "pace")) == pytest.approx(twin.pace, rel=0.05)
+        assert float(await client.hget(key, "pace")) > pace  # a success climbs
+        await budget.throttled(float("inf"))  # within the calm spell: no cut, no endless wait
+        assert (
+            float(await client.hget(key, "paused")) < float(await client.hget(key, "updated")) + 2
+        )
+    finally:
+        await client.delete(key)
+        await client.aclose()
