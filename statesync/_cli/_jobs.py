@@ -290,9 +290,20 @@ async def _drive(runner: LocalRunner, display: Display, job_id: str, *, retry_fa
 @click.argument("job_id", required=False)
 @click.option("--store", default=DEFAULT_STORE, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(job_id: str | None, store: str, as_json: bool) -> None:
+@click.option(
+    "--dest", default=None, help="Also report staging tables no job owns (see statesync gc)."
+)
+def status(job_id: str | None, store: str, as_json: bool, dest: str | None) -> None:
     """Show a job's entities (or the recent jobs)."""
+    _status(job_id, store, as_json)
+    if dest is not None:
+        from statesync._cli._gc import orphan_lines
 
+        for line in _run(lambda: orphan_lines(store, dest)):
+            click.echo(line, err=as_json)
+
+
+def _status(job_id: str | None, store: str, as_json: bool) -> None:
     async def go() -> None:
         st = open_store(store)
         try:
