@@ -270,7 +270,7 @@ def test_cli_check_prints_each_entity() -> None:
     assert result.exit_code == 0, result.output
     resolved = json.loads(result.output)["stripe.invoices"]
     assert resolved["retry"]["attempts"] == 2
-    assert resolved["chunk"] == {"max_iterations": 5, "page_size": 100, "lease_ttl": 60.0}
+    assert resolved["chunk"] == {"max_iterations": 5, "page_size": 100, "lease_ttl": 15.0}
     assert resolved["kinds"] == {
         "auth": "not retried",
         "rate_limited": "retried with attempts=9 max_delay=90.0",
