@@ -36,7 +36,13 @@ from statesync.adapters._inngest_model import (
 )
 from statesync.connector import BaseConnector
 from statesync.destination import Destination
-from statesync.errors import ConflictError, InvalidTransitionError, LeaseError, UnknownJobError
+from statesync.errors import (
+    ConfigurationError,
+    ConflictError,
+    InvalidTransitionError,
+    LeaseError,
+    UnknownJobError,
+)
 from statesync.events import Emitter, Listener
 from statesync.store import StateStore
 
@@ -220,7 +226,11 @@ class Engine:
         if rec.chunk_index > chunk:
             return settle(_already_done(rec, chunk))
         chunk_policy = self.policies.chunk_for(spec.connector, task.entity)
-        async with self._connector(spec) as connector, self._lease(task, spec, owner) as lease:
+        async with (
+            _no_retry_on(ConfigurationError),
+            self._connector(spec) as connector,
+            self._lease(task, spec, owner) as lease,
+        ):
             out = await perform_sync_chunk(
                 job_id=task.job_id,
                 entity=task.entity,
@@ -285,6 +295,15 @@ class Engine:
             while len(self._specs) > _SPEC_CACHE_SIZE:
                 self._specs.popitem(last=False)
         return spec
+
+
+@contextlib.asynccontextmanager
+async def _no_retry_on(*kinds: type[Exception]) -> AsyncIterator[None]:
+    """A bad setting (an entity name no table can have) fails the same on every retry."""
+    try:
+        yield
+    except kinds as exc:
+        raise inngest.NonRetriableError(f"{type(exc).__name__}: {exc}") from exc
 
 
 @frozen

@@ -417,7 +417,9 @@ class Executor:
             return "progress"
         if kind == "StepError":
             delay = _retry_delay(None, run.edge_attempt)
-            self._record(run, name, "error", delay)
+            error = op.get("error") or {}
+            detail = f"{error.get('name', '')}: {error.get('message', '')}"[:500]
+            self._record(run, name, "error", delay, detail)
             run.edge_attempt += 1
             self.clock += delay
             return "retry"
