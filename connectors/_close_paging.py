@@ -16,7 +16,10 @@ page starts with a seen record, nothing between it and the new records can have 
 missed, so the page joins on. If it does not, records before our offset disappeared
 (deleted, or moved later by an update) and offsets shifted under us: the fetch does not
 guess, it opens a window ``date >= last`` at offset 0, which contains every record not
-yet seen. The same window is opened when the next ``_skip`` would pass Close's cap.
+yet seen. The same window is opened when the next ``_skip`` would pass Close's cap:
+the configured one, or the one a 400 taught (``cap``, kept with the position, so the
+entity's next windows and its resumes respect it). The seen test is the one every
+anchored walk shares (:mod:`statesync.connectors._anchored`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import attrs
 from attrs import frozen
 
 from statesync._models import JSON, FetchState
+from statesync.connectors._anchored import Ordering, advanced, is_seen
 
 MAX_LIMIT = 100
 """The largest ``_limit`` Close accepts on list endpoints."""
@@ -50,16 +54,20 @@ class Position:
     seen: tuple[str, ...] = ()
     base: int = 0
     """Records handed out before the window's query began (for the progress total)."""
+    cap: int | None = None
+    """The largest ``_skip`` the server accepted, learned from its 400, if it said."""
 
     @classmethod
     def of(cls, state: FetchState) -> Position:
         meta = state.metadata
+        cap = meta.get("cap")
         return cls(
             offset=state.offset or 0,
             window=_optional_str(meta.get("window")),
             last=_optional_str(meta.get("last")),
             seen=tuple(str(i) for i in meta.get("seen") or ()),
             base=int(meta.get("base") or 0),
+            cap=cap if isinstance(cap, int) and not isinstance(cap, bool) else None,
         )
 
     def metadata(self) -> dict[str, JSON]:
@@ -68,13 +76,11 @@ class Position:
             "last": self.last,
             "seen": list(self.seen),
             "base": self.base,
+            "cap": self.cap,
         }
 
     def is_seen(self, item: Mapping[str, Any], key: str) -> bool:
-        if self.last is None:
-            return False
-        when, last = parse_date(item[key]), parse_date(self.last)
-        return when < last or (when == last and item["id"] in self.seen)
+        return is_seen(self.last, self.seen, item, _ordering(key))
 
     def reopened(self, processed: int) -> Position:
         """A window at the last date handed out, starting over at offset 0."""
@@ -82,12 +88,19 @@ class Position:
 
     def after(self, fresh: Sequence[Mapping[str, Any]], key: str, offset: int) -> Position:
         """The position once ``fresh`` (in page order) has been handed out."""
-        last, seen = self.last, list(self.seen)
-        for item in fresh:
-            if last is None or parse_date(item[key]) > parse_date(last):
-                last, seen = item[key], []
-            seen.append(item["id"])
-        return attrs.evolve(self, offset=offset, last=last, seen=tuple(seen))
+        last, seen = advanced(self.last, self.seen, fresh, _ordering(key))
+        return attrs.evolve(self, offset=offset, last=_optional_str(last), seen=seen)
+
+
+def _ordering(key: str) -> Ordering:
+    """Close lists ascending by a date field, ties by id."""
+    return Ordering(key, "id", parse=_parse_any)
+
+
+def _parse_any(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError(f"not an ISO-8601 date: {value!r}")
+    return parse_date(value)
 
 
 @frozen
@@ -104,10 +117,13 @@ class Plan:
 
 
 def plan(position: Position, processed: int, page_size: int, skip_cap: int) -> Plan:
-    """Re-read one record before ``offset`` to prove the page joins on; mind the cap."""
+    """Re-read one record before ``offset`` to prove the page joins on; mind the cap
+    (the configured one, or the smaller one the server taught)."""
     if position.offset == 0:
         return Plan(position, 0, page_size)
     skip = position.offset - 1
+    if position.cap is not None:
+        skip_cap = min(skip_cap, position.cap)
     if skip > skip_cap:
         return Plan(position.reopened(processed), 0, page_size)
     # One more than the page size, so the re-read record does not shrink the page,
