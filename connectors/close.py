@@ -154,11 +154,11 @@ class CloseConnector(BaseConnector):
             response, described = await self._list(ep, key, step, request)
         except BadRequestError as exc:
             cap = learned_cap(exc, step.skip)
-            if cap is None or step.position.last is None:
-                raise
-            if planned:
+            if cap is not None and planned:
                 # Settles as "does not join on": the checkpoint's own request learns.
                 return Page((), has_more=True, metadata={_PLANNED: True, _RAW_TOTAL: None})
+            if cap is None or step.position.last is None:
+                raise
             # Past a cap nobody told us about: a date window at the current position.
             position = attrs.evolve(step.position.reopened(processed), cap=cap)
             step = Plan(position, 0, page_size)
