@@ -30,9 +30,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from attrs import frozen
 
 from statesync._models import JSON, FetchState, Page, PageRequest, Record, SyncMode
+from statesync._ratelimit import rate_info_from_headers
 from statesync.connector import BaseConnector, Partitioning
 from statesync.errors import (
     BadRequestError,
@@ -102,10 +104,10 @@ class StripeConnector(BaseConnector):
     async def fetch_page(self, request: PageRequest) -> Page:
         params = self._params(request)
         described = _describe(request.entity, params)
-        body = await self._get(request.entity, params, described)
-        if body is _VANISHED:
+        response = await self._get(request.entity, params, described)
+        if response is _VANISHED:
             return await self._reposition(request, described)
-        return _parse(body, request, params, described)
+        return _with_rate(_parse(response.data, request, params, described), response)
 
     async def _reposition(self, request: PageRequest, failed: str) -> Page:
         """The page after a deleted cursor record: from its second, minus what was seen."""
@@ -119,18 +121,20 @@ class StripeConnector(BaseConnector):
             )
         params = self._params(request, before=anchor.created)
         described = _describe(request.entity, params)
-        body = await self._get(request.entity, params, described)
-        return _parse(body, request, params, described, skip=frozenset(anchor.ids))
+        # No starting_after in this request, so it cannot come back vanished.
+        response = await self._get(request.entity, params, described)
+        page = _parse(response.data, request, params, described, skip=frozenset(anchor.ids))
+        return _with_rate(page, response)
 
-    async def _get(self, entity: str, params: Mapping[str, Any], described: str) -> object:
-        """The answer's body, or :data:`_VANISHED` when the cursor record is gone."""
+    async def _get(self, entity: str, params: Mapping[str, Any], described: str) -> Any:
+        """The SDK's response, or :data:`_VANISHED` when the cursor record is gone."""
         try:
             response = await self._client.raw_request_async("get", f"/v1/{entity}", **params)
         except Exception as exc:
             if "starting_after" in params and _is_vanished_cursor(exc):
                 return _VANISHED
             raise translate(exc, request=described) from exc
-        return response.data
+        return response
 
     def _params(self, request: PageRequest, *, before: int | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": min(request.page_size, MAX_PAGE_SIZE)}
@@ -158,6 +162,12 @@ class StripeConnector(BaseConnector):
         closer = getattr(http, "close_async", None)
         if closer is not None:
             await closer()
+
+
+def _with_rate(page: Page, response: Any) -> Page:
+    """``page`` with what the answer's headers said about the account's rate limit."""
+    rate = rate_info_from_headers(getattr(response, "headers", None) or {})
+    return page if rate is None else attrs.evolve(page, rate=rate)
 
 
 def _describe(entity: str, params: Mapping[str, Any]) -> str:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from statesync._models import EntityRecord, SyncState
-from statesync.events import ChunkFinished, Event, RetryScheduled, TransitionEvent
+from statesync.events import ChunkFinished, Event, RateLimitWait, RetryScheduled, TransitionEvent
 
 _STYLE = {
     SyncState.COMPLETE: "green",
@@ -39,6 +39,11 @@ class ChunkLines:
             self.console.print(
                 f"{event.entity:<16} chunk {event.chunk_index:>4}  attempt {event.attempt} "
                 f"failed ({event.cause.kind}); retry in {event.delay:.1f}s",
+                highlight=False,
+            )
+        elif isinstance(event, RateLimitWait):
+            self.console.print(
+                f"{event.entity:<16} waiting {event.delay:.1f}s for the API's rate limit",
                 highlight=False,
             )
         elif isinstance(event, TransitionEvent) and event.dest is SyncState.FAILED:

@@ -213,6 +213,9 @@ class ErrorInfo:
     message: str
     at: datetime
     retry_after: float | None = None
+    first_at: datetime | None = None
+    """When the failures without progress that this one continues began (``at`` for
+    the first): a server-timed rate limit is given up by this time, not by a count."""
 
 
 @frozen

@@ -12,9 +12,10 @@ Three shapes, chosen per entity from the connector's capabilities and the policy
   request per window in flight; a page lands when it arrives and moves only its own
   window's cursor (see :mod:`statesync._partitions`).
 
-Every request first takes a slot from the account's rate budget, if the policy sets a
-limit. The chunk stops launching requests at its size (``iterations``) or when one more
-would end after its deadline (``target_duration``); requests in flight then land.
+Every request first takes a slot from the account's rate budget (paced below the
+policy's limit, or learning the provider's when none is set). The chunk stops launching
+requests at its size (``iterations``) or when one more would end after its deadline
+(``target_duration``); requests in flight then land.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import attrs
 from statesync import _partitions
 from statesync._budget import RateBudget
 from statesync._failpoints import crash_point
-from statesync._models import FetchState, Page, PageRequest, TimeWindow
+from statesync._models import FetchState, Page, PageRequest, RateInfo, TimeWindow
 from statesync._policy import ChunkPolicy
 from statesync._progress import ProgressGuard
 from statesync.connector import BaseConnector, Partitioning
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from statesync._chunk import _Chunk
 
 _EWMA = 0.3
+_NO_REPORT = RateInfo()
 
 
 def _average(before: float | None, sample: float) -> float:
@@ -124,8 +126,9 @@ class Pipeline:
             if budget is not None and exc.kind is ErrorKind.RATE_LIMITED:
                 await budget.throttled(exc.retry_after)
             raise
-        if budget is not None and page.rate is not None:
-            await budget.observe(page.rate)
+        if budget is not None:
+            # Every success counts (a learned pace climbs on them), reported quota or not.
+            await budget.observe(page.rate or _NO_REPORT)
         self.fetch_time = _average(self.fetch_time, time.monotonic() - started)
         return page
 
@@ -162,8 +165,10 @@ class Pipeline:
         crash_point("after_page_write")
         # Only now, with the page committed, may the checkpoint move past it.
         keep = mark is None or (rec.watermark is not None and rec.watermark >= mark)
+        # A landed page is progress: the retry policy's count of failures starts over.
         await run.save(
             fetch_state=after,
+            attempts=0,
             api_calls=rec.api_calls + 1,
             total_hint=page.total if page.total is not None else rec.total_hint,
             watermark=rec.watermark if keep else mark,

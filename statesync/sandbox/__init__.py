@@ -16,6 +16,7 @@ from ._faults import (
     FaultRule,
     FaultSettings,
     MutationRule,
+    RateLimitStyle,
     WalkModes,
 )
 from ._graphql import GraphQLApi
@@ -37,6 +38,7 @@ __all__ = [
     "FaultSettings",
     "GraphQLApi",
     "MutationRule",
+    "RateLimitStyle",
     "RecordMaker",
     "RequestLogEntry",
     "Sandbox",

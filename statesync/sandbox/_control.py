@@ -5,7 +5,7 @@ No authentication: the sandbox listens on loopback and exists for tests.
 * ``GET  /_sandbox/faults``            current settings, rules, hit counts
 * ``POST /_sandbox/faults``            JSON settings (replace) + rules/mutations (append);
   settings include the walk modes (:class:`WalkModes`: ``skip_cap``, ``ignore_params``)
-* ``POST /_sandbox/reset``             fresh data, no faults, empty log
+* ``POST /_sandbox/reset``             fresh data, only the configured faults, empty log
 * ``GET  /_sandbox/log``               the request log as a JSON list
 * ``GET  /_sandbox/snapshot/{entity}`` live records as served
 * ``POST /_sandbox/mutate``            ``{"entity", "insert", "update", "delete", "where"}``,

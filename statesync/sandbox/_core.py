@@ -45,6 +45,7 @@ class SandboxCore:
         self.plugins = sorted(plugins, key=lambda p: len(p.prefix), reverse=True)
         self.dataset = Dataset(config.sizes, config.seed, self._maker, config.created_step)
         self.faults = FaultInjector(config.seed)
+        self.faults.apply_json(config.faults)
         self.log = RequestLog()
         self._lock = threading.Lock()
         self._requests = 0
@@ -63,6 +64,7 @@ class SandboxCore:
         """Fresh data, no faults, empty log, request counter back to zero."""
         self.dataset.reset()
         self.faults.reset()
+        self.faults.apply_json(self.config.faults)
         self.log.clear()
         with self._lock:
             self._requests = 0
@@ -116,7 +118,11 @@ class SandboxCore:
         except Exception:  # noqa: BLE001 - a plugin bug must be a 500, not a dead connection
             traceback.print_exc()
             return plugin.error_response(500)
-        return _corrupt(response, decision)
+        response = _corrupt(response, decision)
+        if not decision.headers:
+            return response
+        # The quota headers of a rate-limit style ride on every answer.
+        return attrs.evolve(response, headers={**response.headers, **decision.headers})
 
     def _walk_modes(
         self, request: ApiRequest, decision: FaultDecision

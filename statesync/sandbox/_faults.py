@@ -2,11 +2,27 @@
 
 Randomness comes from one ``random.Random(seed)`` with exactly one draw per API
 request, so a single-threaded client sees the same faults on every run.
+
+Rate limits are per API key (one account) and answered in one of three styles
+(``rate_limit_style``), each the way a real API does it:
+
+``stripe``
+    a token bucket (``rate_limit`` per second, ``burst``); a refusal is a 429 with
+    ``Retry-After: <retry_after>`` and no ``Stripe-Should-Retry``; answers carry no quota.
+``github``
+    fixed windows of ``burst / rate_limit`` seconds aligned to the epoch, ``burst``
+    requests each; every answer carries ``X-RateLimit-Limit``/``-Remaining``/``-Used``
+    and ``X-RateLimit-Reset`` (epoch seconds, GitHub's form); a refusal is an HTTP 200
+    with ``{"errors": [{"type": "RATE_LIMITED", ...}]}`` and ``X-RateLimit-Remaining: 0``.
+``close``
+    the same windows; every answer carries ``RateLimit: limit=L, remaining=R, reset=S``
+    (parts joined by ``rate_limit_separator``, ``,`` or ``;``); a refusal is a 429.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
@@ -20,6 +36,11 @@ from ._dataset import Where
 FaultKind = Literal["status", "malformed", "truncated", "missing_data", "drop"]
 _KINDS = ("status", "malformed", "truncated", "missing_data", "drop")
 _WHERES = ("head", "tail", "random")
+RateLimitStyle = Literal["stripe", "github", "close"]
+_STYLES = ("stripe", "github", "close")
+_GITHUB_LIMITED = json.dumps(
+    {"errors": [{"type": "RATE_LIMITED", "message": "API rate limit exceeded for user ID 1."}]}
+)
 
 
 def _frozen_headers(value: Mapping[str, str]) -> Mapping[str, str]:
@@ -75,8 +96,9 @@ class MutationRule:
 class FaultSettings:
     """Continuous faults; ``rate_limit`` is requests/second per API key.
 
-    ``burst`` defaults to ``rate_limit`` rounded (at least 1); the ``*_rate``
-    fields are shares of requests in [0, 1] and are drawn from one band each.
+    ``burst`` defaults to ``rate_limit`` rounded (at least 1); ``rate_limit_style``
+    picks how the limit answers (see the module docs); the ``*_rate`` fields are shares
+    of requests in [0, 1] and are drawn from one band each.
     """
 
     latency: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
@@ -87,6 +109,10 @@ class FaultSettings:
         default=None, validator=attrs.validators.optional(attrs.validators.ge(1))
     )
     retry_after: int = attrs.field(default=1, validator=attrs.validators.ge(0))
+    rate_limit_style: RateLimitStyle = attrs.field(
+        default="stripe", validator=attrs.validators.in_(_STYLES)
+    )
+    rate_limit_separator: str = attrs.field(default=",", validator=attrs.validators.in_(",;"))
     error_rate: float = attrs.field(default=0.0, validator=_check_rate)
     malformed_rate: float = attrs.field(default=0.0, validator=_check_rate)
     truncated_rate: float = attrs.field(default=0.0, validator=_check_rate)
@@ -188,6 +214,7 @@ class FaultInjector:
             self._hits: list[int] = []
             self._mutations: list[MutationRule] = []
             self._buckets: dict[str | None, _Bucket] = {}
+            self._windows: dict[str | None, tuple[float, int]] = {}
             self._rng = random.Random(self._seed)
             self._walk = WalkModes()
 
@@ -223,8 +250,9 @@ class FaultInjector:
         fields: dict[str, Any] = dict(changes)
         with self._lock:
             self._settings = attrs.evolve(self._settings, **fields)
-            if "rate_limit" in changes or "burst" in changes:
+            if {"rate_limit", "burst", "rate_limit_style"} & set(changes):
                 self._buckets.clear()
+                self._windows.clear()
             return self._settings
 
     def add_rule(self, rule: FaultRule) -> None:
@@ -249,10 +277,44 @@ class FaultInjector:
             fired = self._scripted(path)
             if fired is not None:
                 return fired
-            if not self._take_token(key_id):
-                retry = {"Retry-After": str(self._settings.retry_after)}
-                return FaultDecision("rate_limit", 429, retry)
-            return self._random(draw)
+            refused, quota = self._limit(key_id)
+            if refused is not None:
+                return refused
+            decision = self._random(draw)
+            return attrs.evolve(decision, headers={**quota, **decision.headers})
+
+    def _limit(self, key_id: str | None) -> tuple[FaultDecision | None, Mapping[str, str]]:
+        """The refusal when the key is over its limit, and the quota headers of an answer."""
+        s = self._settings
+        if s.rate_limit is None:
+            return None, {}
+        if s.rate_limit_style == "stripe":
+            if self._take_token(key_id):
+                return None, {}
+            return FaultDecision("rate_limit", 429, {"Retry-After": str(s.retry_after)}), {}
+        limit = s.burst or max(1, round(s.rate_limit))
+        length = limit / s.rate_limit
+        now = time.time()
+        start = math.floor(now / length) * length
+        window, used = self._windows.get(key_id, (start, 0))
+        used = used + 1 if window == start else 1
+        self._windows[key_id] = (start, used)
+        remaining, reset = max(0, limit - used), start + length
+        if s.rate_limit_style == "github":
+            quota = {
+                "X-RateLimit-Limit": str(limit),
+                "X-RateLimit-Remaining": str(remaining),
+                "X-RateLimit-Used": str(min(used, limit)),
+                "X-RateLimit-Reset": str(math.ceil(reset)),
+                "X-RateLimit-Resource": "graphql",
+            }
+            refused = FaultDecision("rate_limit", 200, quota, _GITHUB_LIMITED)
+        else:
+            sep = s.rate_limit_separator + " "
+            parts = (f"limit={limit}", f"remaining={remaining}", f"reset={reset - now:.3f}")
+            quota = {"RateLimit": sep.join(parts)}
+            refused = FaultDecision("rate_limit", 429, quota)
+        return (refused if used > limit else None), quota
 
     def due_mutations(self, request_number: int) -> list[MutationRule]:
         """Remove and return the mutation rules due once request ``request_number`` is done."""
