@@ -25,6 +25,7 @@ from statesync._models import (
     ErrorInfo,
     FetchState,
     Lease,
+    SyncMode,
     SyncState,
     TransitionRecord,
 )
@@ -99,7 +100,14 @@ class _Chunk:
         await self.store.save(new, lease=self.lease)
         self.rec = new
 
-    async def fire(self, trigger: str, error: ErrorInfo | None = None, **changes: Any) -> None:
+    async def fire(
+        self,
+        trigger: str,
+        error: ErrorInfo | None = None,
+        *,
+        note: str | None = None,
+        **changes: Any,
+    ) -> None:
         rec, now = self.rec, _now()
         dest = next_state(rec.entity, rec.state, trigger)
         new = attrs.evolve(
@@ -110,7 +118,9 @@ class _Chunk:
             state_since=now if dest != rec.state else rec.state_since,
             **changes,
         )
-        transition = TransitionRecord(trigger, rec.state, dest, now, new.chunk_index, error)
+        transition = TransitionRecord(
+            trigger, rec.state, dest, now, new.chunk_index, error, note=note
+        )
         crash_point("before_transition")
         await self.store.save(new, transition=transition, lease=self.lease)
         crash_point("after_transition")
@@ -169,7 +179,9 @@ async def perform_sync_chunk(
         return run.outcome(expected_chunk, already_done=True)
     if rec.state in (SyncState.COMPLETE, SyncState.FAILED, SyncState.CANCELLED):
         return run.outcome(rec.chunk_index, already_done=True)
-    index = rec.chunk_index
+    if await _reconcile(run, destination):
+        return run.outcome(rec.chunk_index)
+    index = run.rec.chunk_index
     await _enter_fetching(run, connector)
     run.emitter.emit(ChunkStarted(job_id, entity, index))
     started = time.monotonic()
@@ -197,6 +209,51 @@ async def perform_sync_chunk(
         )
     )
     return out
+
+
+_SWAPPED_NOTE = (
+    "reconciled: the destination already swapped in this job instance's data, so the "
+    "store (restored from an earlier snapshot?) was behind; the entity is complete"
+)
+_RESTART_NOTE = (
+    "reconciled: the store recorded progress but the destination has no staging data for "
+    "this job instance (dropped, or restored from an earlier snapshot?); the full sync "
+    "starts over"
+)
+_TO_FETCHING = {SyncState.PENDING: "start", SyncState.CHUNK_DONE: "next_chunk"}
+
+
+async def _reconcile(run: _Chunk, destination: Destination) -> bool:
+    """Bring the store in line with the destination; True when the entity is now complete.
+
+    Only full syncs can disagree: an incremental sync upserts into the live table, so
+    replaying pages from an older checkpoint is harmless.
+    """
+    rec = run.rec
+    if rec.mode is not SyncMode.FULL:
+        return False
+    check = await destination.inspect(rec.destination_job, rec.entity)
+    if check.swapped:
+        await _fire_to_fetching(run, _SWAPPED_NOTE)
+        done = attrs.evolve(run.rec.fetch_state, has_more=False)
+        index = run.rec.chunk_index + 1
+        await run.fire("complete", note=_SWAPPED_NOTE, fetch_state=done, chunk_index=index)
+        return True
+    if not check.staged and _has_progress(rec.fetch_state):
+        trigger = _TO_FETCHING.get(rec.state, "retry_chunk")
+        await run.fire(trigger, note=_RESTART_NOTE, fetch_state=FetchState(), attempts=0)
+    return False
+
+
+async def _fire_to_fetching(run: _Chunk, note: str) -> None:
+    trigger = _TO_FETCHING.get(run.rec.state)
+    if trigger is not None:
+        await run.fire(trigger, note=note)
+
+
+def _has_progress(state: FetchState) -> bool:
+    """Whether the checkpoint says pages were already written to staging."""
+    return state.total_processed > 0 or any(p.records or p.done for p in state.partitions)
 
 
 async def _enter_fetching(run: _Chunk, connector: BaseConnector) -> None:

@@ -284,6 +284,8 @@ class TransitionRecord:
     at: datetime
     chunk_index: int
     error: ErrorInfo | None = None
+    note: str | None = None
+    """Why the engine fired it when that is not the usual course (reconciliation)."""
 
 
 @frozen
@@ -300,10 +302,22 @@ class JobSpec:
 
 @frozen
 class Lease:
-    """The right to drive one entity, proven by a fencing token."""
+    """The right to drive one entity, proven by a fencing token.
+
+    ``host`` and ``pid`` name the holder's process when it said (the local runner does),
+    so a worker on the same host can tell a dead holder from a live one.
+    """
 
     job_id: str
     entity: str
     owner: str
     token: int
     expires_at: float
+    host: str | None = None
+    pid: int | None = None
+
+    def holder(self) -> str:
+        """Who holds it, for messages: ``owner (pid N on host)`` when known."""
+        if self.pid is None:
+            return self.owner
+        return f"{self.owner} (pid {self.pid} on {self.host or 'an unknown host'})"

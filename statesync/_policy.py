@@ -238,7 +238,8 @@ class ChunkPolicy:
 
     max_iterations: int = field(default=10, validator=validators.ge(1))
     page_size: int = field(default=100, validator=validators.ge(1))
-    lease_ttl: float = field(default=60.0, validator=validators.gt(0.0))
+    lease_ttl: float = field(default=15.0, validator=validators.gt(0.0))
+    """Seconds a lease lives without renewal; workers renew it every third of that."""
     concurrency: int = field(default=1, validator=validators.ge(1))
     target_duration: float | None = field(
         default=None, validator=validators.optional(validators.gt(0.0))
