@@ -235,17 +235,8 @@ def _absorb(
     ordering: Ordering,
     described: str | None,
 ) -> Absorbed:
-    echo = 0
-    if asked.overlaps and items and ordering.record_id(items[0]) == anchor.head:
-        # Backdated inserts can put the head at this offset once; twice running, it is
-        # the server answering the first page whatever the offset.
-        echo = anchor.echo + 1
-        if echo >= ECHO_LIMIT:
-            raise NoProgressError(
-                f"answers at offsets up to {asked.skip} start with the list's first record "
-                f"({anchor.head!r}): the server ignores the offset",
-                request=described,
-            )
+    first = ordering.record_id(items[0]) if items else None
+    echo = echoes(anchor.head, anchor.echo, asked, first, described)
     if asked.overlaps and (not items or not anchor.is_seen(items[0], ordering)):
         return Absorbed((), anchor, True, shifted=True)
     head = anchor.head
@@ -255,6 +246,26 @@ def _absorb(
     last, seen = advanced(anchor.last, anchor.seen, fresh, ordering)
     moved = Anchor(asked.skip + len(items), last, seen, head, back=0, echo=echo)
     return Absorbed(fresh, moved, has_more and bool(items))
+
+
+def echoes(
+    head: str | None, echo: int, asked: Ask, first: str | None, described: str | None
+) -> int:
+    """Answers running at a later offset that start with the list's first record
+    (``head``); raises :class:`NoProgressError` at :data:`ECHO_LIMIT`.
+
+    Backdated inserts can put the first record at a later offset once; twice running,
+    it is the server answering its first page whatever the offset.
+    """
+    if not asked.skip or first is None or first != head:
+        return 0
+    if echo + 1 >= ECHO_LIMIT:
+        raise NoProgressError(
+            f"answers at offsets up to {asked.skip} start with the list's first record "
+            f"({head!r}): the server ignores the offset",
+            request=described,
+        )
+    return echo + 1
 
 
 def rewound(anchor: Anchor, page_size: int) -> Anchor:

@@ -32,7 +32,7 @@ import attrs
 from attrs import frozen
 
 from statesync._models import JSON, FetchState
-from statesync.connectors._anchored import Ordering, advanced, is_seen
+from statesync.connectors._anchored import Ask, Ordering, advanced, echoes, is_seen
 
 MAX_LIMIT = 100
 """The largest ``_limit`` Close accepts on list endpoints."""
@@ -56,6 +56,10 @@ class Position:
     """Records handed out before the window's query began (for the progress total)."""
     cap: int | None = None
     """The largest ``_skip`` the server accepted, learned from its 400, if it said."""
+    head: str | None = None
+    """The first record of the current query (read at offset 0)."""
+    echo: int = 0
+    """Answers running at a later offset that started with ``head`` (see ``_anchored``)."""
 
     @classmethod
     def of(cls, state: FetchState) -> Position:
@@ -68,6 +72,8 @@ class Position:
             seen=tuple(str(i) for i in meta.get("seen") or ()),
             base=int(meta.get("base") or 0),
             cap=cap if isinstance(cap, int) and not isinstance(cap, bool) else None,
+            head=_optional_str(meta.get("head")),
+            echo=int(meta.get("echo") or 0),
         )
 
     def metadata(self) -> dict[str, JSON]:
@@ -77,6 +83,8 @@ class Position:
             "seen": list(self.seen),
             "base": self.base,
             "cap": self.cap,
+            "head": self.head,
+            "echo": self.echo,
         }
 
     def is_seen(self, item: Mapping[str, Any], key: str) -> bool:
@@ -84,7 +92,8 @@ class Position:
 
     def reopened(self, processed: int) -> Position:
         """A window at the last date handed out, starting over at offset 0."""
-        return attrs.evolve(self, offset=0, window=self.last, base=processed - len(self.seen))
+        base = processed - len(self.seen)
+        return attrs.evolve(self, offset=0, window=self.last, base=base, echo=0)
 
     def after(self, fresh: Sequence[Mapping[str, Any]], key: str, offset: int) -> Position:
         """The position once ``fresh`` (in page order) has been handed out."""
@@ -141,14 +150,23 @@ class Absorbed:
 
 
 def absorb(
-    plan_: Plan, items: Sequence[Mapping[str, Any]], has_more: bool, key: str, processed: int
+    plan_: Plan,
+    items: Sequence[Mapping[str, Any]],
+    has_more: bool,
+    key: str,
+    processed: int,
+    described: str | None = None,
 ) -> Absorbed:
     pos = plan_.position
+    first = str(items[0]["id"]) if items else None
+    asked = Ask(plan_.skip, plan_.limit, plan_.overlaps)
+    echo = echoes(pos.head, pos.echo, asked, first, described)
     if plan_.overlaps and (not items or not pos.is_seen(items[0], key)):
         # Offsets shifted under us: restart from the last date handed out.
         return Absorbed((), pos.reopened(processed), True)
     fresh = tuple(item for item in items if not pos.is_seen(item, key))
-    after = pos.after(fresh, key, plan_.skip + len(items))
+    head = first if plan_.skip == 0 and first is not None else pos.head
+    after = attrs.evolve(pos.after(fresh, key, plan_.skip + len(items)), head=head, echo=echo)
     return Absorbed(fresh, after, has_more and bool(items))
 
 

@@ -273,7 +273,7 @@ def _absorbed(
 ) -> Page:
     """The page ``items`` make at ``step``: fresh records only, and the next position."""
     try:
-        absorbed = absorb(step, items, has_more, key, processed)
+        absorbed = absorb(step, items, has_more, key, processed, described)
     except ValueError as exc:
         raise MalformedResponseError(
             "a list item has a date that is not ISO-8601", request=described

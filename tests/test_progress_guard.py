@@ -115,3 +115,29 @@ async def test_stripe_ignoring_starting_after_stops_after_two_pages() -> None:
         assert rec.last_error.kind == "no_progress"
         assert "GET /v1/customers" in rec.last_error.message
         assert len(sb.log()) <= 3
+
+
+async def test_close_stops_when_the_server_ignores_the_offset() -> None:
+    """Every answer is the list's first page: stopped after three (GraphQL offset lists
+    share the check: tests/test_graphql_anchored.py)."""
+    from statesync.connectors.close import CloseConnector
+
+    with Sandbox(SandboxConfig(sizes={"close.lead": 200})) as sb:
+        sb.faults.configure_walk(ignore_params=["_skip"])
+        conn = CloseConnector(sb.config.api_key, base_url=sb.url + "/api/v1")
+        store = MemoryStateStore()
+        runner = LocalRunner(
+            connector=conn,
+            store=store,
+            destination=LoggingDestination(),
+            chunk_policy=ChunkPolicy(max_iterations=50, page_size=10),
+            retry_policy=FAST,
+        )
+        result = await runner.sync(["lead"])
+        await conn.aclose()
+        rec = await store.get_entity(result.job_id, "lead")
+        assert rec.state is SyncState.FAILED and rec.last_error is not None
+        assert rec.last_error.kind == "no_progress"
+        assert "ignores the offset" in rec.last_error.message
+        assert "GET /api/v1/lead/" in rec.last_error.message
+        assert len(sb.log()) <= 4
