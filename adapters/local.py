@@ -28,7 +28,7 @@ from statesync._models import EntityRecord, JobSpec, SyncMode, SyncState
 from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
 from statesync.connector import BaseConnector
 from statesync.destination import Destination
-from statesync.errors import ConfigurationError, LeaseError
+from statesync.errors import ConfigurationError, DatabaseLockedError, LeaseError
 from statesync.events import (
     Emitter,
     JobFinished,
@@ -42,6 +42,8 @@ from statesync.store import StateStore
 _log = logging.getLogger("statesync.local")
 
 PolicyFor = Callable[[str], RetryPolicy]
+_LOCKED_PAUSE = 1.0
+"""Seconds before a chunk that found a SQLite file locked is tried again."""
 
 
 @frozen
@@ -235,19 +237,26 @@ class LocalRunner:
     async def _drive(self, job_id: str, entity: str, keeper: LeaseKeeper) -> EntityResult:
         retry, chunk = self.retry_policy_for(entity), self.chunk_policy_for(entity)
         while not self.stopping:
-            out = await perform_sync_chunk(
-                job_id=job_id,
-                entity=entity,
-                connector=self.connector,
-                store=self.store,
-                destination=self.destination,
-                chunk_policy=chunk,
-                budget=self.budgets.for_connector(self.connector, chunk),
-                retry_policy=retry,
-                lease=keeper.current(),
-                should_stop=lambda: self.stopping,
-                emitter=self._emitter,
-            )
+            try:
+                out = await perform_sync_chunk(
+                    job_id=job_id,
+                    entity=entity,
+                    connector=self.connector,
+                    store=self.store,
+                    destination=self.destination,
+                    chunk_policy=chunk,
+                    budget=self.budgets.for_connector(self.connector, chunk),
+                    retry_policy=retry,
+                    lease=keeper.current(),
+                    should_stop=lambda: self.stopping,
+                    emitter=self._emitter,
+                )
+            except DatabaseLockedError as exc:
+                # Retryable: the holder may let go; while it does not, our own lease
+                # cannot be renewed either, and current() reports it lost.
+                _log.warning("%s: %s; trying again", entity, exc)
+                await self._sleep(_LOCKED_PAUSE)
+                continue
             if out.finished or out.interrupted:
                 break
             if out.retry_in is not None:
