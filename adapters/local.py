@@ -29,14 +29,7 @@ from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
 from statesync.connector import BaseConnector
 from statesync.destination import Destination
 from statesync.errors import ConfigurationError, DatabaseLockedError, LeaseError
-from statesync.events import (
-    Emitter,
-    JobFinished,
-    LeaseTakeover,
-    LeaseWait,
-    Listener,
-    RateLimitWait,
-)
+from statesync.events import Emitter, JobFinished, LeaseTakeover, LeaseWait, Listener
 from statesync.store import StateStore
 
 _log = logging.getLogger("statesync.local")
@@ -265,9 +258,9 @@ class LocalRunner:
 
     async def _wait_retry(self, out: ChunkOutcome) -> None:
         assert out.retry_in is not None
-        if out.error is not None and out.error.kind == "rate_limited":
-            self._emitter.emit(RateLimitWait(out.job_id, out.entity, out.retry_in))
-        _log.info("retrying %s chunk %d in %.2fs", out.entity, out.chunk_index, out.retry_in)
+        # The engine has emitted RetryScheduled or, for a server-timed rate limit, RateLimitWait.
+        verb = "waiting for the rate limit of" if out.waiting else "retrying"
+        _log.info("%s %s chunk %d: %.2fs", verb, out.entity, out.chunk_index, out.retry_in)
         await self._sleep(out.retry_in)
 
     async def _sleep(self, seconds: float) -> bool:

@@ -35,13 +35,14 @@ from statesync._models import (
     TimeWindow,
     TransitionRecord,
 )
-from statesync._policy import ChunkPolicy, KindOverride, PolicySet, RetryPolicy
+from statesync._policy import ChunkPolicy, KindOverride, PolicySet, RetryDecision, RetryPolicy
 from statesync._policy_config import (
     PolicyConfigError,
     load_policies,
     policies_from_env,
     policies_from_mapping,
 )
+from statesync._ratelimit import rate_info_from_headers, retry_after_from_headers
 from statesync._redact import redact
 from statesync.connector import BaseConnector, Partitioning
 from statesync.destination import Destination, StagedTable, StagingCheck
@@ -83,6 +84,7 @@ __all__ = [
     "RedisBudgets",
     "RedisRateBudget",
     "ResumableFetchOptions",
+    "RetryDecision",
     "RetryPolicy",
     "StagedTable",
     "StagingCheck",
@@ -100,5 +102,7 @@ __all__ = [
     "perform_sync_chunk",
     "policies_from_env",
     "policies_from_mapping",
+    "rate_info_from_headers",
     "redact",
+    "retry_after_from_headers",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -38,6 +38,7 @@ from statesync.events import (
     ChunkFinished,
     ChunkStarted,
     Emitter,
+    RateLimitWait,
     RetryScheduled,
     TransitionEvent,
 )
@@ -66,6 +67,8 @@ class ChunkOutcome:
     attempts: int = 0
     error: ErrorInfo | None = None
     retry_in: float | None = None
+    waiting: bool = False
+    """The retry waits for the server's rate limit (``Retry-After``, a reset): not a failure."""
     interrupted: bool = False
     already_done: bool = False
 
@@ -89,6 +92,7 @@ class _Chunk:
     pages: int = 0
     records: int = 0
     retry_delay: float | None = None
+    waiting: bool = False
 
     async def save(self, **changes: Any) -> None:
         now = _now()
@@ -198,7 +202,7 @@ async def perform_sync_chunk(
         await _close_chunk(run, destination, _pace(run, started))
     except ConnectorError as exc:
         await _record_failure(run, exc, retry_policy or RetryPolicy())
-    out = run.outcome(index, retry_in=run.retry_delay)
+    out = run.outcome(index, retry_in=run.retry_delay, waiting=run.waiting)
     run.emitter.emit(
         ChunkFinished(
             job_id, entity, index, run.pages, run.records, time.monotonic() - started, run.rec.state
@@ -314,15 +318,32 @@ async def _close_chunk(run: _Chunk, destination: Destination, pace: float | None
 async def _record_failure(run: _Chunk, exc: ConnectorError, retry: RetryPolicy) -> None:
     rec = run.rec
     exc = exc.with_context(rec.entity, None)
-    error = ErrorInfo(exc.kind.value, str(exc), _now(), exc.retry_after)
+    now = _now()
     attempt = rec.attempts + 1
-    delay = retry.next_delay(attempt, exc)
-    if delay is None:
+    # Attempts count failures since the last landed page; so does the time waited.
+    last = rec.last_error
+    first = (last.first_at or last.at) if rec.attempts and last is not None else now
+    decision = retry.decide(attempt, exc, elapsed=(now - first).total_seconds())
+    message = str(exc)
+    if decision.delay is None and decision.reason is not None:
+        message = f"{message}; {decision.reason}"
+        if exc.retry_after is not None and decision.reason.startswith("the server asked"):
+            resume = now + timedelta(seconds=exc.retry_after)
+            message = f"{message}; resume it after {resume.isoformat(timespec='seconds')}"
+    error = ErrorInfo(exc.kind.value, message, now, exc.retry_after, first_at=first)
+    if decision.delay is None:
         await run.fire("fail", error, attempts=attempt, last_error=error)
         return
     await run.fire("retry_chunk", error, attempts=attempt, last_error=error)
-    run.emitter.emit(RetryScheduled(rec.job_id, rec.entity, rec.chunk_index, attempt, delay, error))
-    run.retry_delay = delay
+    if decision.waiting:
+        run.emitter.emit(RateLimitWait(rec.job_id, rec.entity, decision.delay))
+    else:
+        event = RetryScheduled(
+            rec.job_id, rec.entity, rec.chunk_index, attempt, decision.delay, error
+        )
+        run.emitter.emit(event)
+    run.retry_delay = decision.delay
+    run.waiting = decision.waiting
 
 
 async def apply_trigger(

@@ -15,6 +15,7 @@ from statesync.events import (
     Event,
     LeaseTakeover,
     LeaseWait,
+    RateLimitWait,
     RetryScheduled,
     TransitionEvent,
 )
@@ -46,6 +47,11 @@ class ChunkLines:
             self.console.print(
                 f"{event.entity:<16} chunk {event.chunk_index:>4}  attempt {event.attempt} "
                 f"failed ({event.cause.kind}); retry in {event.delay:.1f}s",
+                highlight=False,
+            )
+        elif isinstance(event, RateLimitWait):
+            self.console.print(
+                f"{event.entity:<16} waiting {event.delay:.1f}s for the API's rate limit",
                 highlight=False,
             )
         elif isinstance(event, TransitionEvent) and event.dest is SyncState.FAILED:

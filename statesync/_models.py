@@ -196,6 +196,9 @@ class Page:
     """Records the API says the whole entity has, when it says so (for progress)."""
     rate: RateInfo | None = None
     """What the API said about the account's rate limit with this answer, if anything."""
+    request: str | None = None
+    """The request that was answered, as errors show it (method, path and the filters
+    sent, never a secret): the engine names it when a walk makes no progress."""
 
     def max_watermark(self) -> datetime | None:
         marks = [m for m in (r.watermark for r in self.records) if m is not None]
@@ -210,6 +213,9 @@ class ErrorInfo:
     message: str
     at: datetime
     retry_after: float | None = None
+    first_at: datetime | None = None
+    """When the failures without progress that this one continues began (``at`` for
+    the first): a server-timed rate limit is given up by this time, not by a count."""
 
 
 @frozen

@@ -23,6 +23,7 @@ from statesync._listeners import LoggingListener, ProgressDisplay
 from statesync._models import EntityRecord, SyncMode
 from statesync._open import CONNECTORS, open_connector, open_destination, open_store
 from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
+from statesync._sandbox_flags import NAMED_FAULTS, PAYLOAD_HELP
 from statesync.adapters.local import LocalRunner
 from statesync.destination import Destination
 from statesync.errors import StatesyncError
@@ -363,14 +364,53 @@ async def _cancel_one(store: StateStore, destination: Destination, rec: EntityRe
     return True
 
 
+def _sandbox_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for name, (kind, text) in reversed(list(NAMED_FAULTS.items())):
+        flag = "--" + name.replace("_", "-")
+        command = click.option(flag, name, type=kind, default=None, help=text + ".")(command)
+    command = click.option(
+        "--faults",
+        "faults",
+        multiple=True,
+        metavar="PAYLOAD",
+        help=f"Faults, rate limits, rules and mutations ({PAYLOAD_HELP}): the body "
+        'POST /_sandbox/faults takes, e.g. \'{"rate_limit": 5, "rate_limit_style": '
+        '"github"}\' or \'{"mutations": [{"entity": "customers", '
+        '"after_request": 3, "delete": 5}]}\'. Repeatable; kept across resets.',
+    )(command)
+    return click.option(
+        "--config",
+        "configs",
+        multiple=True,
+        metavar="PAYLOAD",
+        help=f"Any sandbox setting ({PAYLOAD_HELP}), e.g. '{{\"seed\": 3}}'. Repeatable.",
+    )(command)
+
+
 @click.command()
 @click.option("--port", default=12111, show_default=True)
 @click.option("--size", "sizes", multiple=True, help="entity=count, repeatable.")
-def sandbox(port: int, sizes: tuple[str, ...]) -> None:
-    """Serve the API emulator on loopback until interrupted."""
-    from statesync.sandbox import SandboxConfig, serve
+@_sandbox_options
+def sandbox(
+    port: int,
+    sizes: tuple[str, ...],
+    configs: tuple[str, ...],
+    faults: tuple[str, ...],
+    **named: Any,
+) -> None:
+    """Serve the API emulator on loopback until interrupted.
 
-    config = SandboxConfig(port=port, sizes=_sizes(sizes)) if sizes else SandboxConfig(port=port)
+    Faults and rate limits start switched on with --faults and the named flags (the
+    same settings POST /_sandbox/faults changes while it runs).
+    """
+    from statesync.sandbox import SandboxConfig, serve
+    from statesync.sandbox._options import build_config
+
+    base = SandboxConfig(port=port, sizes=_sizes(sizes)) if sizes else SandboxConfig(port=port)
+    try:
+        config = build_config(base, configs=configs, faults=faults, named=named)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     serve(config)
 
 
