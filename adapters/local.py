@@ -212,10 +212,11 @@ class LocalRunner:
     async def _acquire(self, job_id: str, entity: str) -> LeaseAttempt:
         """Take the lease (over from a dead holder at once), waiting up to ``lease_wait``."""
         ttl = self.chunk_policy_for(entity).lease_ttl
+        floor = await self._fence_floor(job_id, entity)
         loop = asyncio.get_running_loop()
         deadline = None if self.lease_wait is None else loop.time() + self.lease_wait
         while True:
-            got = await take_lease(self.store, job_id, entity, self.owner, ttl)
+            got = await take_lease(self.store, job_id, entity, self.owner, ttl, min_token=floor)
             if got.took_over is not None:
                 self._emitter.emit(LeaseTakeover(job_id, entity, got.took_over.holder()))
             left = None if deadline is None else deadline - loop.time()
@@ -226,6 +227,15 @@ class LocalRunner:
                 self._emitter.emit(LeaseWait(job_id, entity, got.holder.holder(), expires_in, left))
             if await self._sleep(min(1.0, ttl / 4, left if left is not None else 1.0)):
                 return LeaseAttempt(None, got.holder)
+
+    async def _fence_floor(self, job_id: str, entity: str) -> int:
+        """The lowest token the destination accepts: above the highest it has seen.
+
+        Only a store restored from an older snapshot is ever behind it.
+        """
+        rec = await self.store.get_entity(job_id, entity)
+        seen = (await self.destination.inspect(rec.destination_job, entity)).fence
+        return 0 if seen is None else seen + 1
 
     async def _drive(self, job_id: str, entity: str, keeper: LeaseKeeper) -> EntityResult:
         retry, chunk = self.retry_policy_for(entity), self.chunk_policy_for(entity)

@@ -82,13 +82,19 @@ async def take_lease(
     host: str = HOST,
     pid: int | None = None,
     alive: Callable[[int], bool] = pid_alive,
+    min_token: int = 0,
 ) -> LeaseAttempt:
-    """Acquire the entity's lease, breaking it first when its holder's process is dead."""
+    """Acquire the entity's lease, breaking it first when its holder's process is dead.
+
+    ``min_token`` is passed on to the store (see :meth:`StateStore.acquire_lease`).
+    """
     pid = os.getpid() if pid is None else pid
     took_over: Lease | None = None
     holder: Lease | None = None
     for _ in range(3):  # a race with another successor is settled by the store
-        lease = await store.acquire_lease(job_id, entity, owner, ttl, host=host, pid=pid)
+        lease = await store.acquire_lease(
+            job_id, entity, owner, ttl, host=host, pid=pid, min_token=min_token
+        )
         if lease is not None:
             return LeaseAttempt(lease, None, took_over)
         holder = await store.get_lease(job_id, entity)

@@ -125,6 +125,47 @@ async def test_staging_gone_mid_sync_restarts_the_full_sync(tmp_path: Path) -> N
     await again.store.aclose()
 
 
+async def test_a_store_restored_behind_the_destinations_fence_still_writes(
+    tmp_path: Path,
+) -> None:
+    # Three runs draw lease tokens 1, 2, 3 (the destination records 3); the store is then
+    # restored to a snapshot from run 1, whose fence counter stands at 1.
+    db, snap = tmp_path / "s.db", tmp_path / "snap.db"
+    data = {"a": rows(150)}
+    dest = MemoryDestination()
+    store = SQLiteStateStore(db)
+
+    def run_until(index: int, *extra: AfterChunk) -> Any:
+        stop = AfterChunk("a", index, lambda: current.request_stop())
+        current = runner(
+            MemoryConnector(data),
+            store=store,
+            destination=dest,
+            chunk_policy=SHORT_LEASES,
+            listeners=[stop, *extra],
+        )
+        return current
+
+    first = run_until(1, AfterChunk("a", 0, lambda: backup(db, snap)))
+    assert (await first.sync(["a"], job_id=JOB)).interrupted
+    for index in (2, 3):
+        assert (await run_until(index).run(JOB)).interrupted
+    await store.aclose()
+    restore(snap, db)
+    store = SQLiteStateStore(db)
+    final = runner(
+        MemoryConnector(data),
+        store=store,
+        destination=dest,
+        chunk_policy=SHORT_LEASES,
+        lease_wait=10,
+    )
+    result = await final.run(JOB)
+    assert result.ok, result
+    assert set(dest.rows("a")) == {r["id"] for r in data["a"]}
+    await store.aclose()
+
+
 # -- from the command line: SQLite and Redis stores, SQLite and PostgreSQL destinations ----
 
 

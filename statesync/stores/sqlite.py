@@ -306,6 +306,7 @@ class SQLiteStateStore:
         *,
         host: str | None = None,
         pid: int | None = None,
+        min_token: int = 0,
     ) -> Lease | None:
         def op(conn: sqlite3.Connection) -> Lease | None:
             with _transaction(conn):
@@ -316,7 +317,7 @@ class SQLiteStateStore:
                 ).fetchone()
                 if held is not None and held[0] != owner and held[1] >= now:
                     return None
-                token = _next_token(conn, job_id, entity)
+                token = _next_token(conn, job_id, entity, min_token)
                 lease = Lease(job_id, entity, owner, token, now + ttl, host, pid)
                 conn.execute(
                     "INSERT OR REPLACE INTO leases"
@@ -386,12 +387,12 @@ class SQLiteStateStore:
                 self._conn = None
 
 
-def _next_token(conn: sqlite3.Connection, job_id: str, entity: str) -> int:
-    """Draw the next fencing token (the fences table only ever counts up)."""
+def _next_token(conn: sqlite3.Connection, job_id: str, entity: str, floor: int = 0) -> int:
+    """Draw the next fencing token, at least ``floor`` (the fences table only counts up)."""
     conn.execute(
-        "INSERT INTO fences (job_id, entity, token) VALUES (?, ?, 1)"
-        " ON CONFLICT (job_id, entity) DO UPDATE SET token = token + 1",
-        (job_id, entity),
+        "INSERT INTO fences (job_id, entity, token) VALUES (?1, ?2, max(1, ?3))"
+        " ON CONFLICT (job_id, entity) DO UPDATE SET token = max(token + 1, ?3)",
+        (job_id, entity, floor),
     )
     row = conn.execute(
         "SELECT token FROM fences WHERE job_id = ? AND entity = ?", (job_id, entity)
