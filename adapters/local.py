@@ -28,13 +28,15 @@ from statesync._models import EntityRecord, JobSpec, SyncMode, SyncState
 from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
 from statesync.connector import BaseConnector
 from statesync.destination import Destination
-from statesync.errors import ConfigurationError, LeaseError
+from statesync.errors import ConfigurationError, DatabaseLockedError, LeaseError
 from statesync.events import Emitter, JobFinished, LeaseTakeover, LeaseWait, Listener
 from statesync.store import StateStore
 
 _log = logging.getLogger("statesync.local")
 
 PolicyFor = Callable[[str], RetryPolicy]
+_LOCKED_PAUSE = 1.0
+"""Seconds before a chunk that found a SQLite file locked is tried again."""
 
 
 @frozen
@@ -210,10 +212,11 @@ class LocalRunner:
     async def _acquire(self, job_id: str, entity: str) -> LeaseAttempt:
         """Take the lease (over from a dead holder at once), waiting up to ``lease_wait``."""
         ttl = self.chunk_policy_for(entity).lease_ttl
+        floor = await self._fence_floor(job_id, entity)
         loop = asyncio.get_running_loop()
         deadline = None if self.lease_wait is None else loop.time() + self.lease_wait
         while True:
-            got = await take_lease(self.store, job_id, entity, self.owner, ttl)
+            got = await take_lease(self.store, job_id, entity, self.owner, ttl, min_token=floor)
             if got.took_over is not None:
                 self._emitter.emit(LeaseTakeover(job_id, entity, got.took_over.holder()))
             left = None if deadline is None else deadline - loop.time()
@@ -225,22 +228,38 @@ class LocalRunner:
             if await self._sleep(min(1.0, ttl / 4, left if left is not None else 1.0)):
                 return LeaseAttempt(None, got.holder)
 
+    async def _fence_floor(self, job_id: str, entity: str) -> int:
+        """The lowest token the destination accepts: above the highest it has seen.
+
+        Only a store restored from an older snapshot is ever behind it.
+        """
+        rec = await self.store.get_entity(job_id, entity)
+        seen = (await self.destination.inspect(rec.destination_job, entity)).fence
+        return 0 if seen is None else seen + 1
+
     async def _drive(self, job_id: str, entity: str, keeper: LeaseKeeper) -> EntityResult:
         retry, chunk = self.retry_policy_for(entity), self.chunk_policy_for(entity)
         while not self.stopping:
-            out = await perform_sync_chunk(
-                job_id=job_id,
-                entity=entity,
-                connector=self.connector,
-                store=self.store,
-                destination=self.destination,
-                chunk_policy=chunk,
-                budget=self.budgets.for_connector(self.connector, chunk),
-                retry_policy=retry,
-                lease=keeper.current(),
-                should_stop=lambda: self.stopping,
-                emitter=self._emitter,
-            )
+            try:
+                out = await perform_sync_chunk(
+                    job_id=job_id,
+                    entity=entity,
+                    connector=self.connector,
+                    store=self.store,
+                    destination=self.destination,
+                    chunk_policy=chunk,
+                    budget=self.budgets.for_connector(self.connector, chunk),
+                    retry_policy=retry,
+                    lease=keeper.current(),
+                    should_stop=lambda: self.stopping,
+                    emitter=self._emitter,
+                )
+            except DatabaseLockedError as exc:
+                # Retryable: the holder may let go; while it does not, our own lease
+                # cannot be renewed either, and current() reports it lost.
+                _log.warning("%s: %s; trying again", entity, exc)
+                await self._sleep(_LOCKED_PAUSE)
+                continue
             if out.finished or out.interrupted:
                 break
             if out.retry_in is not None:

@@ -94,6 +94,35 @@ class DestinationError(StatesyncError):
     """The destination could not be written."""
 
 
+class DatabaseLockedError(StatesyncError):
+    """A SQLite file's write lock stayed taken for as long as this worker could wait.
+
+    The wait is bounded by the worker's lease (waiting longer could not help: the lease
+    would lapse), so a frozen lock holder cannot stall its successor for a fixed 30 s.
+    Retryable: the holder may let go. ``holder_pid`` names the process holding the lock
+    when the operating system tells (same host).
+    """
+
+    retryable = True
+
+    def __init__(self, what: str, waited: float, holder_pid: int | None, holder: str) -> None:
+        who = f"process {holder_pid}{holder}" if holder_pid is not None else "another process"
+        super().__init__(
+            f"{what}: the write lock is held by {who}; gave up after waiting {waited:.1f}s "
+            "(the time left on this worker's lease)"
+        )
+        self.waited = waited
+        self.holder_pid = holder_pid
+
+
+class StoreLockedError(DatabaseLockedError, StoreError):
+    """The SQLite state store's file stayed locked (see :class:`DatabaseLockedError`)."""
+
+
+class DestinationLockedError(DatabaseLockedError, DestinationError):
+    """The SQLite destination's file stayed locked (see :class:`DatabaseLockedError`)."""
+
+
 class ConnectorError(StatesyncError):
     """An API call failed. ``kind`` says how, and so whether to retry."""
 
