@@ -331,3 +331,34 @@ async def test_a_repeated_event_id_is_dropped_for_24_hours() -> None:
         await ex.run_until_idle()
     assert len(ex.runs_of("-job")) == 2
     assert len(ex.runs_of("-entity")) == 1  # the job was complete: nothing to start
+
+
+async def test_a_copy_of_an_entity_event_under_another_id_starts_nothing() -> None:
+    connector = MemoryConnector({"a": rows(3)}, updated_field=None)
+    make = functions({"memory": lambda spec: connector}, MemoryStateStore(), MemoryDestination())
+    async with serving(make) as ex:
+        await ex.send(job_requested("memory", ["a"], job_id="jcopy"))
+        await ex.run_until_idle()
+        (sync,) = [e for e in ex.events if e["name"] == "statesync/entity.sync"]
+        await ex.send({"name": sync["name"], "data": sync["data"], "id": "hand-made"})
+        await ex.run_until_idle()
+    assert len(ex.runs_of("-entity")) == 1  # the idempotency key (instance, entity, start)
+    assert connector.calls == 1
+
+
+def test_the_failure_handler_is_its_own_function_with_retries() -> None:
+    client = inngest.Inngest(app_id="failure-cfg", is_production=False)
+    fns = sync_functions(
+        client, connectors={}, store=MemoryStateStore(), destination=MemoryDestination()
+    )
+    config = next(f for f in fns if f.id.endswith("-entity-failure")).get_config("http://x")
+    main = config.main
+    assert main.steps["step"].retries is not None and main.steps["step"].retries.attempts == 4
+    (trigger,) = main.triggers
+    assert trigger.event == "inngest/function.failed"
+    assert Cel().true(
+        trigger.expression, {"event": {"data": {"function_id": "failure-cfg-statesync-entity"}}}
+    )
+    assert not Cel().true(
+        trigger.expression, {"event": {"data": {"function_id": "failure-cfg-statesync-job"}}}
+    )
