@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import inngest
 import pytest
-from inngest_executor import Cel, ExecutorError, serving
+from conftest import RedisServer
+from inngest_executor import Cel, ExecutorError, Run, serving
 from test_adapter_inngest import (
     SIZES,
     assert_exact,
@@ -362,3 +363,31 @@ def test_the_failure_handler_is_its_own_function_with_retries() -> None:
     assert not Cel().true(
         trigger.expression, {"event": {"data": {"function_id": "failure-cfg-statesync-job"}}}
     )
+
+
+async def test_the_failure_handler_rides_out_a_store_outage(
+    sandbox: Sandbox, tmp_path: Path, redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server("--appendonly", "yes", "--appendfsync", "always")
+    sandbox.faults.add_rule(FaultRule(path_prefix="/v1/invoices", nth=1, status=401))
+    store = RedisStateStore.from_url(server.url, prefix="outage")
+
+    async def outage(run: Run) -> None:
+        # The store goes away just as the failure handler first reads it, and comes back
+        # for the handler's retry.
+        if run.fn.id.endswith("-entity-failure"):
+            if run.requests == 0:
+                await asyncio.to_thread(server.stop)
+            elif server.proc is None:
+                await asyncio.to_thread(server.start)
+
+    make = functions(stripe(sandbox), store, SQLiteDestination(tmp_path / "d.db"))
+    async with serving(make, before_call=outage) as ex:
+        await ex.send(job_requested("stripe", ["invoices"], job_id="joutage"))
+        await ex.run_until_idle()
+    (failure,) = ex.runs_of("-entity-failure")
+    reads = [a.outcome for a in ex.attempts if a.run_id == failure.id]
+    assert reads[0] in ("error", "retry") and reads[-1] == "ok", ex.attempts
+    assert failure.output == {"announced": True, "state": "failed"}
+    assert ex.clock < 3600  # the job learnt it from the announcement, not its timeout
+    assert job_output(ex)["entities"][0]["state"] == "failed"
