@@ -103,6 +103,9 @@ async def test_duplicate_job_requests_share_one_chain_per_entity(
     starts = [(r.event["data"]["entity"], r.event["data"]["start"]) for r in ex.runs_of("-entity")]
     assert len(starts) == len(set(starts))  # one chain per entity, however many requests
     assert not [r for r in ex.runs_of("-entity") if r.status == "failed"]
+    ids = [e["id"] for e in ex.events if e["name"] == "statesync/entity.sync"]
+    # Every request's fan-out used the one id per entity; the copies were dropped.
+    assert len(set(ids)) == len(SIZES) < len(ids)
 
 
 async def test_a_step_delivered_twice_at_once_fetches_each_page_once(
