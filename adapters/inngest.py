@@ -87,6 +87,7 @@ __all__ = [
     "job_instance",
     "job_requested",
     "sync_functions",
+    "wait_expression",
 ]
 
 INNGEST_MAX_RETRIES = 20
