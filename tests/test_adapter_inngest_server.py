@@ -266,6 +266,8 @@ async def test_an_oversized_event_is_refused_before_it_is_sent() -> None:
     assert "Inngest accepts at most 262144" in job.error["message"]
     assert ex.violations == []  # the executor's event API never saw it
     assert connector.calls == 0
+    with pytest.raises(ConfigurationError, match="262144"):
+        job_requested("memory", [f"e{i:06d}" for i in range(30_000)])
 
 
 async def test_retry_after_zero_is_raised_to_the_servers_second(
