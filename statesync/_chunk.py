@@ -19,6 +19,7 @@ from attrs import frozen
 
 from statesync._budget import RateBudget
 from statesync._failpoints import crash_point
+from statesync._internal import error_info
 from statesync._machine import next_state
 from statesync._models import (
     EntityRecord,
@@ -243,21 +244,32 @@ def _pace(run: _Chunk, started: float) -> float | None:
 async def _close_chunk(run: _Chunk, destination: Destination, pace: float | None) -> None:
     rec = run.rec
     if rec.fetch_state.has_more:
+        # A chunk that landed ends its retries: the error is history now, not current.
         await run.fire(
-            "chunk_finished", chunk_index=rec.chunk_index + 1, attempts=0, seconds_per_call=pace
+            "chunk_finished",
+            chunk_index=rec.chunk_index + 1,
+            attempts=0,
+            seconds_per_call=pace,
+            last_error=None,
         )
         return
     # Crash-safe: finalize is idempotent, and a crash before "complete" lands here again.
     fence = run.lease.token if run.lease is not None else None
     await destination.finalize(rec.destination_job, rec.entity, rec.mode, fence=fence)
     crash_point("after_finalize")
-    await run.fire("complete", chunk_index=rec.chunk_index + 1, attempts=0, seconds_per_call=pace)
+    await run.fire(
+        "complete",
+        chunk_index=rec.chunk_index + 1,
+        attempts=0,
+        seconds_per_call=pace,
+        last_error=None,
+    )
 
 
 async def _record_failure(run: _Chunk, exc: ConnectorError, retry: RetryPolicy) -> None:
     rec = run.rec
     exc = exc.with_context(rec.entity, None)
-    error = ErrorInfo(exc.kind.value, str(exc), _now(), exc.retry_after)
+    error = error_info(exc, _now())
     attempt = rec.attempts + 1
     delay = retry.next_delay(attempt, exc)
     if delay is None:

@@ -210,6 +210,10 @@ class ErrorInfo:
     message: str
     at: datetime
     retry_after: float | None = None
+    exception: str | None = None
+    """For kind ``internal``: the exception's type name (a connector's bug)."""
+    frame: str | None = None
+    """For kind ``internal``: the traceback's last frame, ``file:line in function``."""
 
 
 @frozen

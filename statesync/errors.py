@@ -11,6 +11,7 @@ import email.utils
 import enum
 import time
 from collections.abc import Mapping
+from typing import Any
 
 
 class ErrorKind(enum.StrEnum):
@@ -22,6 +23,8 @@ class ErrorKind(enum.StrEnum):
     MALFORMED_RESPONSE = "malformed_response"
     AUTH = "auth"
     BAD_REQUEST = "bad_request"
+    INTERNAL = "internal"
+    """A bug inside a connector (an unexpected exception): not retried by default."""
 
 
 class StatesyncError(Exception):
@@ -156,6 +159,41 @@ class MalformedResponseError(ConnectorError):
     kind = ErrorKind.MALFORMED_RESPONSE
 
 
+class InternalError(ConnectorError):
+    """An unexpected exception inside a connector, with where it was raised.
+
+    ``exception`` is the exception's type name and ``frame`` the last frame of its
+    traceback (``file:line in function``); both are also in the message.
+    """
+
+    kind = ErrorKind.INTERNAL
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exception: str | None = None,
+        frame: str | None = None,
+        **context: Any,
+    ) -> None:
+        super().__init__(message, **context)
+        self.exception = exception
+        self.frame = frame
+
+    def with_context(self, entity: str, request: str | None) -> ConnectorError:
+        if self.entity is not None:
+            return self
+        new = InternalError(
+            self.message,
+            exception=self.exception,
+            frame=self.frame,
+            entity=entity,
+            request=request or self.request,
+        )
+        new.__cause__ = self.__cause__ or self
+        return new
+
+
 _BY_KIND: Mapping[ErrorKind, type[ConnectorError]] = {
     cls.kind: cls
     for cls in (
@@ -165,6 +203,7 @@ _BY_KIND: Mapping[ErrorKind, type[ConnectorError]] = {
         AuthError,
         BadRequestError,
         MalformedResponseError,
+        InternalError,
     )
 }
 

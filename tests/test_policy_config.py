@@ -62,7 +62,7 @@ BAD: list[tuple[str, str, Known | None, str, str]] = [
     ("unknown kind in retry_on", '[default]\nretry_on = ["transient", "flaky"]', None,
      "default.retry_on[1]", 'expected an error kind (one of: auth, bad_request, '),
     ("retry_on not a list", '[default]\nretry_on = "transient"', None, "default.retry_on",
-     'expected a list of error kinds (one of: auth, bad_request, malformed_response, '
+     'expected a list of error kinds (one of: auth, bad_request, internal, malformed_response, '
      'rate_limited, timeout, transient), got the string "transient"'),
     ("unknown entity", "[connectors.stripe.entities.invoice]\nattempts = 2", STRIPE_KNOWN,
      "connectors.stripe.entities.invoice", "unknown entity; expected one of: customers, invoices"),

@@ -1,0 +1,54 @@
+"""Turning a connector's bug (an unexpected exception) into a typed, recorded error.
+
+A ``KeyError`` in ``fetch_page`` is not a flaky API: it becomes an
+:class:`~statesync.errors.InternalError` (kind ``internal``, not retried unless a policy
+says so) that names the exception type and the last frame of its traceback, with any
+credential-shaped text masked, so the entity fails with something an operator can act on.
+"""
+
+from __future__ import annotations
+
+import traceback
+from datetime import datetime
+from pathlib import Path
+
+from statesync._models import ErrorInfo
+from statesync._redact import redact
+from statesync.errors import ConnectorError, InternalError
+
+_MAX_MESSAGE = 500
+
+
+def last_frame(exc: BaseException) -> str | None:
+    """``file:line in function`` of the innermost frame of ``exc``'s traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return None
+    frame = frames[-1]
+    return f"{_short(frame.filename)}:{frame.lineno} in {frame.name}"
+
+
+def _short(filename: str) -> str:
+    """The path from the package folder on (site-packages paths say nothing useful)."""
+    parts = Path(filename).parts
+    return str(Path(*parts[-3:])) if len(parts) > 3 else filename
+
+
+def internal_error(exc: Exception) -> InternalError:
+    """The typed error for an unexpected exception raised by connector code."""
+    name = type(exc).__name__
+    frame = last_frame(exc)
+    text = redact(str(exc))[:_MAX_MESSAGE]
+    where = f" at {frame}" if frame else ""
+    error = InternalError(
+        f"connector bug: {name}: {text}{where}", exception=name, frame=frame and redact(frame)
+    )
+    error.__cause__ = exc
+    return error
+
+
+def error_info(exc: ConnectorError, at: datetime) -> ErrorInfo:
+    """What the store records of a failed chunk (the bug's type and frame included)."""
+    if isinstance(exc, InternalError):
+        return ErrorInfo(exc.kind.value, str(exc), at, None, exc.exception, exc.frame)
+    return ErrorInfo(exc.kind.value, str(exc), at, exc.retry_after)
