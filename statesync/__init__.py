@@ -14,7 +14,10 @@ from statesync._budget import (
     RedisBudgets,
     RedisRateBudget,
 )
+from statesync._cancel import CancelResult, cancel_job
 from statesync._chunk import ChunkOutcome, apply_trigger, perform_sync_chunk
+from statesync._handle import JobHandle
+from statesync._instances import Instance, open_instance
 from statesync._listeners import LoggingListener, ProgressDisplay
 from statesync._machine import STATES, TRANSITIONS, TransitionDef, next_state
 from statesync._models import (
@@ -42,6 +45,7 @@ from statesync._policy_config import (
     policies_from_mapping,
 )
 from statesync._redact import redact
+from statesync._status import EntityStatus, Holder, JobStatus, Liveness, Outcome, job_status
 from statesync.connector import BaseConnector, Partitioning
 from statesync.destination import Destination
 from statesync.events import Emitter, Event, Listener
@@ -54,20 +58,28 @@ __all__ = [
     "TRANSITIONS",
     "BaseConnector",
     "BudgetRegistry",
+    "CancelResult",
     "ChunkOutcome",
     "ChunkPolicy",
     "Destination",
     "Emitter",
     "EntityRecord",
+    "EntityStatus",
     "ErrorInfo",
     "Event",
     "FetchState",
+    "Holder",
+    "Instance",
+    "JobHandle",
     "JobSpec",
+    "JobStatus",
     "KindOverride",
     "Lease",
     "Listener",
+    "Liveness",
     "LoggingListener",
     "MemoryRateBudget",
+    "Outcome",
     "Page",
     "PageRequest",
     "Partition",
@@ -90,8 +102,11 @@ __all__ = [
     "TransitionDef",
     "TransitionRecord",
     "apply_trigger",
+    "cancel_job",
+    "job_status",
     "load_policies",
     "next_state",
+    "open_instance",
     "perform_sync_chunk",
     "policies_from_env",
     "policies_from_mapping",

@@ -89,10 +89,23 @@ class _Chunk:
     pages: int = 0
     records: int = 0
     retry_delay: float | None = None
+    mark: float = attrs.field(factory=time.monotonic)
+
+    def _driven(self) -> float:
+        """The entity's driven time, with this run's time since the last write added."""
+        now = time.monotonic()
+        spent, self.mark = now - self.mark, now
+        return self.rec.driven_seconds + spent
 
     async def save(self, **changes: Any) -> None:
         now = _now()
-        new = attrs.evolve(self.rec, version=self.rec.version + 1, updated_at=now, **changes)
+        new = attrs.evolve(
+            self.rec,
+            version=self.rec.version + 1,
+            updated_at=now,
+            driven_seconds=self._driven(),
+            **changes,
+        )
         await self.store.save(new, lease=self.lease)
         self.rec = new
 
@@ -105,6 +118,7 @@ class _Chunk:
             version=rec.version + 1,
             updated_at=now,
             state_since=now if dest != rec.state else rec.state_since,
+            driven_seconds=self._driven(),
             **changes,
         )
         transition = TransitionRecord(trigger, rec.state, dest, now, new.chunk_index, error)

@@ -243,6 +243,9 @@ class EntityRecord:
     seconds_per_call: float | None = None
     """Measured wall time of a chunk divided by its API calls (a moving average), which
     sizes the next chunk when the chunk policy sets a ``target_duration``."""
+    driven_seconds: float = 0.0
+    """Wall time workers spent driving this entity (up to its last write): the rate's
+    denominator, so time nobody drove it (a dead worker, a stopped job) is left out."""
 
     @property
     def records(self) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import email.utils
 import enum
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -92,6 +92,30 @@ class StaleFenceError(LeaseError):
 
 class UnknownJobError(StoreError):
     """No job (or entity of a job) with that id is in the store."""
+
+
+class JobBusyError(StatesyncError):
+    """A job (or entity) is being driven by another live worker right now.
+
+    ``holders`` maps each busy entity to its lease's owner and expiry (Unix seconds).
+    """
+
+    def __init__(self, job_id: str, holders: Mapping[str, tuple[str, float]]) -> None:
+        named = ", ".join(f"{e!r} by {owner}" for e, (owner, _) in holders.items())
+        super().__init__(f"job {job_id!r} is running: {named or 'held by another worker'}")
+        self.job_id = job_id
+        self.holders = dict(holders)
+
+
+class UnknownEntityError(ConfigurationError):
+    """An entity name that the job (or connector) does not have."""
+
+    def __init__(self, job_id: str, entities: Sequence[str], known: Sequence[str]) -> None:
+        super().__init__(
+            f"job {job_id!r} has no entity {', '.join(map(repr, entities))}; "
+            f"it has: {', '.join(known)}"
+        )
+        self.entities = tuple(entities)
 
 
 class DestinationError(StatesyncError):

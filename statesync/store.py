@@ -75,6 +75,10 @@ class StateStore(Protocol):
         """Give the lease up, if it is still ours."""
         ...
 
+    async def get_lease(self, job_id: str, entity: str) -> Lease | None:
+        """The entity's lease while it is valid (``None`` once released or expired)."""
+        ...
+
     async def finish_job(self, job_id: str) -> None:
         """Mark the job finished (stores with expiry start its clock now)."""
         ...

@@ -114,6 +114,10 @@ class MemoryStateStore:
             if held is not None and held.token == lease.token:
                 del self._leases[key]
 
+    async def get_lease(self, job_id: str, entity: str) -> Lease | None:
+        held = self._leases.get((job_id, entity))
+        return held if held is not None and held.expires_at >= time.time() else None
+
     async def finish_job(self, job_id: str) -> None:
         await self.get_job(job_id)
         self._finished.add(job_id)

@@ -299,6 +299,17 @@ class RedisStateStore:
         key = self._keys.lease(lease.job_id, lease.entity)
         await self._call(self._release(keys=[key], args=[str(lease.token)]))
 
+    async def get_lease(self, job_id: str, entity: str) -> Lease | None:
+        key = self._keys.lease(job_id, entity)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.get(key)
+        pipe.pttl(key)
+        raw, ttl_ms = await self._call(pipe.execute())
+        if raw is None or ttl_ms is None or ttl_ms < 0:
+            return None
+        token, _, owner = _text(raw).partition(":")
+        return Lease(job_id, entity, owner, int(token), time.time() + ttl_ms / 1000)
+
     async def finish_job(self, job_id: str) -> None:
         """Start the ``finished_ttl`` clock on every key of the job (leases expire alone)."""
         spec = await self.get_job(job_id)

@@ -304,6 +304,18 @@ class SQLiteStateStore:
 
         await self._run(op)
 
+    async def get_lease(self, job_id: str, entity: str) -> Lease | None:
+        def op(conn: sqlite3.Connection) -> Lease | None:
+            row = conn.execute(
+                "SELECT owner, token, expires_at FROM leases WHERE job_id = ? AND entity = ?",
+                (job_id, entity),
+            ).fetchone()
+            if row is None or row[2] < time.time():
+                return None
+            return Lease(job_id, entity, row[0], row[1], row[2])
+
+        return await self._run(op)
+
     async def finish_job(self, job_id: str) -> None:
         """Record ``finished_at``; SQLite jobs are kept until deleted (no expiry)."""
 
