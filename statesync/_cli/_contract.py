@@ -105,9 +105,7 @@ def resume_hint(job_id: str, store: str, dest: str, extra: Sequence[str] = ()) -
 class JsonGroup(click.Group):
     """Click's group, but under ``--json`` usage errors come out as one JSON object too."""
 
-    def main(
-        self, args: Sequence[str] | None = None, *rest: Any, **kw: Any
-    ) -> Any:
+    def main(self, args: Sequence[str] | None = None, *rest: Any, **kw: Any) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         if "--json" not in argv:
             return super().main(argv, *rest, **kw)
