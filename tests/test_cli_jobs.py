@@ -70,11 +70,13 @@ def test_a_killed_worker_shows_stalled_and_a_recovered_entity_no_error(tmp_path:
                 break
             time.sleep(0.1)
         assert entity["liveness"] == "stalled", entity
-        assert entity["state"] == "fetching" and entity["eta_s"] is None
+        assert entity["state"] in ("fetching", "chunk_done"), entity
+        assert entity["eta_s"] is None and entity["records"] < 80
         assert entity["stalled_since"] is not None
         sandbox.faults.configure(latency=0)
         resumed = subprocess.run(
-            [STATESYNC, "resume", "k", *paths(tmp_path)],
+            # The dead worker's lease blocks until its TTL ends: wait it out.
+            [STATESYNC, "resume", "k", *paths(tmp_path), "--wait-lease", "10"],
             env=env(sandbox),
             capture_output=True,
             text=True,
