@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import signal
-import socket
+import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -24,7 +24,7 @@ from statesync._budget import BudgetRegistry
 from statesync._chunk import ChunkOutcome, apply_trigger, perform_sync_chunk
 from statesync._handle import JobHandle
 from statesync._instances import Instance, open_instance, resolve_instance, validate_job_id
-from statesync._lease import LeaseKeeper
+from statesync._lease import HOST, LeaseAttempt, LeaseKeeper, take_lease
 from statesync._models import EntityRecord, JobSpec, Lease, SyncMode, SyncState
 from statesync._namespace import PARAM as NAMESPACE
 from statesync._namespace import job_namespace, namespaced, validate_namespace
@@ -33,7 +33,7 @@ from statesync._status import Holder, Outcome
 from statesync.connector import BaseConnector
 from statesync.destination import Destination
 from statesync.errors import ConfigurationError, LeaseError
-from statesync.events import Emitter, JobFinished, Listener, RateLimitWait
+from statesync.events import Emitter, JobFinished, LeaseTakeover, LeaseWait, Listener
 from statesync.store import StateStore
 
 _log = logging.getLogger("statesync.local")
@@ -79,8 +79,9 @@ class LocalRunner:
     Policies: either ``policies`` (a :class:`PolicySet`, resolved per connector and
     entity, e.g. from a TOML file) or a single ``chunk_policy`` / ``retry_policy``; a
     ``retry_policy`` may also be a function from entity name to policy.
-    ``lease_wait`` is how long to wait for an entity another worker holds before giving
-    up on it (``None``: wait as long as it takes).
+    ``lease_wait`` is how long to wait for an entity another live worker holds before
+    giving up on it (``None``: wait as long as it takes); a holder on this host whose
+    process is gone is taken over at once.
     """
 
     def __init__(
@@ -114,7 +115,7 @@ class LocalRunner:
         self.budgets = budgets or BudgetRegistry()
         self._sem = asyncio.Semaphore(concurrency)
         self._emitter = Emitter(listeners)
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.owner = owner or f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease_wait = lease_wait
         self.namespace = None if namespace is None else validate_namespace(namespace)
         """Jobs created without a namespace of their own write here (None: shared)."""
@@ -301,14 +302,14 @@ class LocalRunner:
             rec = await self.store.get_entity(job_id, entity)
             if rec.state in (SyncState.COMPLETE, SyncState.CANCELLED) or self._stopped(job_id):
                 return _result(rec)
-            lease = await self._acquire(job_id, entity)
-            if lease is None:
+            got = await self._acquire(job_id, entity)
+            if got.lease is None:
                 rec = await self.store.get_entity(job_id, entity)
-                held = _holder(await self.store.get_lease(job_id, entity))
-                who = f" ({held.owner} until {held.until:%H:%M:%S})" if held else ""
+                held = _holder(got.holder)
+                who = f": {got.holder.holder()}" if got.holder is not None else ""
                 note = f"another worker holds the lease on {entity!r}{who}"
                 return _result(rec, note=note, outcome=Outcome.BUSY, holder=held)
-            keeper = LeaseKeeper(self.store, lease, self.chunk_policy_for(entity).lease_ttl)
+            keeper = LeaseKeeper(self.store, got.lease, self.chunk_policy_for(entity).lease_ttl)
             try:
                 return await self._drive(job_id, entity, keeper, target)
             except LeaseError as exc:
@@ -317,16 +318,23 @@ class LocalRunner:
             finally:
                 await keeper.release()
 
-    async def _acquire(self, job_id: str, entity: str) -> Lease | None:
+    async def _acquire(self, job_id: str, entity: str) -> LeaseAttempt:
+        """Take the lease (over from a dead holder at once), waiting up to ``lease_wait``."""
         ttl = self.chunk_policy_for(entity).lease_ttl
         loop = asyncio.get_running_loop()
         deadline = None if self.lease_wait is None else loop.time() + self.lease_wait
         while True:
-            lease = await self.store.acquire_lease(job_id, entity, self.owner, ttl)
-            if lease is not None or (deadline is not None and loop.time() >= deadline):
-                return lease
-            if await self._sleep(min(1.0, ttl / 4), job_id):
-                return None
+            got = await take_lease(self.store, job_id, entity, self.owner, ttl)
+            if got.took_over is not None:
+                self._emitter.emit(LeaseTakeover(job_id, entity, got.took_over.holder()))
+            left = None if deadline is None else deadline - loop.time()
+            if got.lease is not None or (left is not None and left <= 0):
+                return got
+            if got.holder is not None:
+                expires_in = max(0.0, got.holder.expires_at - time.time())
+                self._emitter.emit(LeaseWait(job_id, entity, got.holder.holder(), expires_in, left))
+            if await self._sleep(min(1.0, ttl / 4, left if left is not None else 1.0), job_id):
+                return LeaseAttempt(None, got.holder)
 
     async def _drive(
         self, job_id: str, entity: str, keeper: LeaseKeeper, target: Destination
@@ -354,9 +362,9 @@ class LocalRunner:
 
     async def _wait_retry(self, out: ChunkOutcome) -> None:
         assert out.retry_in is not None
-        if out.error is not None and out.error.kind == "rate_limited":
-            self._emitter.emit(RateLimitWait(out.job_id, out.entity, out.retry_in))
-        _log.info("retrying %s chunk %d in %.2fs", out.entity, out.chunk_index, out.retry_in)
+        # The engine has emitted RetryScheduled or, for a server-timed rate limit, RateLimitWait.
+        verb = "waiting for the rate limit of" if out.waiting else "retrying"
+        _log.info("%s %s chunk %d: %.2fs", verb, out.entity, out.chunk_index, out.retry_in)
         await self._sleep(out.retry_in, out.job_id)
 
     async def _sleep(self, seconds: float, job_id: str) -> bool:
@@ -415,4 +423,6 @@ def _result(
 def _holder(lease: Lease | None) -> Holder | None:
     if lease is None:
         return None
-    return Holder(lease.owner, datetime.fromtimestamp(lease.expires_at, UTC))
+    return Holder(
+        lease.owner, datetime.fromtimestamp(lease.expires_at, UTC), lease.host, lease.pid
+    )

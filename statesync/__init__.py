@@ -16,6 +16,7 @@ from statesync._budget import (
 )
 from statesync._cancel import CancelResult, cancel_job
 from statesync._chunk import ChunkOutcome, apply_trigger, perform_sync_chunk
+from statesync._gc import collect_orphan_staging, find_orphan_staging
 from statesync._handle import JobHandle
 from statesync._instances import Instance, open_instance
 from statesync._listeners import LoggingListener, ProgressDisplay
@@ -37,17 +38,18 @@ from statesync._models import (
     TimeWindow,
     TransitionRecord,
 )
-from statesync._policy import ChunkPolicy, KindOverride, PolicySet, RetryPolicy
+from statesync._policy import ChunkPolicy, KindOverride, PolicySet, RetryDecision, RetryPolicy
 from statesync._policy_config import (
     PolicyConfigError,
     load_policies,
     policies_from_env,
     policies_from_mapping,
 )
+from statesync._ratelimit import rate_info_from_headers, retry_after_from_headers
 from statesync._redact import redact
 from statesync._status import EntityStatus, Holder, JobStatus, Liveness, Outcome, job_status
 from statesync.connector import BaseConnector, Partitioning
-from statesync.destination import Destination
+from statesync.destination import Destination, StagedTable, StagingCheck
 from statesync.events import Emitter, Event, Listener
 from statesync.store import StateStore
 
@@ -94,7 +96,10 @@ __all__ = [
     "RedisBudgets",
     "RedisRateBudget",
     "ResumableFetchOptions",
+    "RetryDecision",
     "RetryPolicy",
+    "StagedTable",
+    "StagingCheck",
     "StateStore",
     "SyncMode",
     "SyncState",
@@ -103,6 +108,8 @@ __all__ = [
     "TransitionRecord",
     "apply_trigger",
     "cancel_job",
+    "collect_orphan_staging",
+    "find_orphan_staging",
     "job_status",
     "load_policies",
     "next_state",
@@ -110,5 +117,7 @@ __all__ = [
     "perform_sync_chunk",
     "policies_from_env",
     "policies_from_mapping",
+    "rate_info_from_headers",
     "redact",
+    "retry_after_from_headers",
 ]

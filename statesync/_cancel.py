@@ -13,6 +13,7 @@ from attrs import frozen
 
 from statesync._chunk import apply_trigger
 from statesync._instances import resolve_instance
+from statesync._lease import take_lease
 from statesync._models import EntityRecord
 from statesync._namespace import job_namespace, namespaced
 from statesync.destination import Destination
@@ -77,7 +78,8 @@ async def cancel_job(
 
 async def _cancel_one(store: StateStore, destination: Destination, rec: EntityRecord) -> bool:
     """Cancel one entity under its lease; False when another worker holds the lease."""
-    lease = await store.acquire_lease(rec.job_id, rec.entity, CANCEL_OWNER, _CANCEL_TTL)
+    # A dead holder's lease is broken at once; a live one's is respected.
+    lease = (await take_lease(store, rec.job_id, rec.entity, CANCEL_OWNER, _CANCEL_TTL)).lease
     if lease is None:
         return False
     try:

@@ -9,10 +9,8 @@ credential-shaped text masked, so the entity fails with something an operator ca
 from __future__ import annotations
 
 import traceback
-from datetime import datetime
 from pathlib import Path
 
-from statesync._models import ErrorInfo
 from statesync._redact import redact
 from statesync.errors import ConnectorError, InternalError
 
@@ -47,8 +45,8 @@ def internal_error(exc: Exception) -> InternalError:
     return error
 
 
-def error_info(exc: ConnectorError, at: datetime) -> ErrorInfo:
-    """What the store records of a failed chunk (the bug's type and frame included)."""
+def bug_details(exc: ConnectorError) -> dict[str, str | None]:
+    """The :class:`ErrorInfo` fields a connector's bug adds (its type and last frame)."""
     if isinstance(exc, InternalError):
-        return ErrorInfo(exc.kind.value, str(exc), at, None, exc.exception, exc.frame)
-    return ErrorInfo(exc.kind.value, str(exc), at, exc.retry_after)
+        return {"exception": exc.exception, "frame": exc.frame}
+    return {}

@@ -9,14 +9,13 @@ worker was driving the entity. ``statesync status --json`` prints :meth:`JobStat
 from __future__ import annotations
 
 import enum
-import os
-import socket
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from attrs import frozen
 
+from statesync._lease import holder_gone
 from statesync._models import EntityRecord, ErrorInfo, JobSpec, Lease, SyncMode, SyncState
 from statesync.store import StateStore
 
@@ -55,9 +54,16 @@ class Holder:
 
     owner: str
     until: datetime
+    host: str | None = None
+    pid: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"owner": self.owner, "until": self.until.isoformat()}
+        return {
+            "owner": self.owner,
+            "until": self.until.isoformat(),
+            "host": self.host,
+            "pid": self.pid,
+        }
 
 
 @frozen
@@ -176,7 +182,7 @@ def build_status(
 
 
 def entity_status(rec: EntityRecord, lease: Lease | None, now: datetime) -> EntityStatus:
-    live = lease if lease is not None and holder_alive(lease.owner) else None
+    live = lease if lease is not None and not holder_gone(lease) else None
     liveness = _liveness(rec, live)
     rate = _rate(rec, live, now)
     eta = None
@@ -223,30 +229,7 @@ def _rate(rec: EntityRecord, live: Lease | None, now: datetime) -> float | None:
 def _holder(lease: Lease | None) -> Holder | None:
     if lease is None:
         return None
-    return Holder(lease.owner, datetime.fromtimestamp(lease.expires_at, UTC))
-
-
-def holder_alive(owner: str) -> bool:
-    """False only when ``owner`` names a process on this host that no longer exists.
-
-    The local runner's owners read ``host:pid:nonce``; a worker killed with ``kill -9``
-    leaves a lease that is valid until its TTL runs out, but its pid is gone at once.
-    Owners on other hosts (or of other shapes) are trusted until their lease expires.
-    """
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return True
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return Holder(lease.owner, datetime.fromtimestamp(lease.expires_at, UTC), lease.host, lease.pid)
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -39,12 +39,13 @@ from statesync._cli._validate import (
     check_store,
     check_tables,
 )
-from statesync._display import ChunkLines
+from statesync._display import ChunkLines, LeaseLines
 from statesync._instances import Instance, resolve_instance
 from statesync._listeners import LoggingListener, ProgressDisplay
 from statesync._models import SyncMode
 from statesync._open import CONNECTORS, open_connector, open_destination, open_store
 from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
+from statesync._sandbox_flags import NAMED_FAULTS, PAYLOAD_HELP
 from statesync._status import job_status
 from statesync.adapters.local import JobResult, LocalRunner
 from statesync.errors import DestinationError, StatesyncError, StoreError, UnknownEntityError
@@ -58,6 +59,7 @@ __all__ = ["EXIT_BUSY", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK"]
 DEFAULT_STORE = "sqlite:///statesync-state.db"
 DEFAULT_DEST = "sqlite:///statesync-data.db"
 API_KEY_ENV = "STATESYNC_API_KEY"
+DEFAULT_LEASE_WAIT = 300.0
 
 
 def _console() -> Console:
@@ -119,9 +121,11 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
             "--wait-lease",
             "lease_wait",
             type=NON_NEGATIVE_FLOAT,
-            default=0.0,
+            default=DEFAULT_LEASE_WAIT,
             show_default=True,
-            help="Seconds to wait for an entity another worker drives.",
+            help="Seconds to wait for an entity another live worker drives (a countdown "
+            "on stderr), then exit 75; 0 exits 75 at once. A dead holder on this host is "
+            "taken over at once.",
         ),
         click.option(
             "--policies",
@@ -166,9 +170,10 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--lease-ttl",
             type=POSITIVE_FLOAT,
-            default=60.0,
+            default=ChunkPolicy().lease_ttl,
             show_default=True,
-            help="Seconds a dead worker's lease blocks others.",
+            help="Seconds a dead worker's lease blocks workers on other hosts (renewed "
+            "every third of it while the worker lives).",
         ),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
     ]
@@ -284,7 +289,7 @@ def _runner(
     policy_set = _policies(policies, connector, entities, attempts, chunk_flags)
     console = _console()
     display: Display | None = None
-    listeners: list[Listener] = []
+    listeners: list[Listener] = [LeaseLines(Console(stderr=True, highlight=False))]
     if not as_json:
         display = ProgressDisplay(console) if console.is_terminal else ChunkLines(console)
         listeners.append(display)
@@ -455,14 +460,53 @@ def cancel(
     sys.exit(_run(go))
 
 
+def _sandbox_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for name, (kind, text) in reversed(list(NAMED_FAULTS.items())):
+        flag = "--" + name.replace("_", "-")
+        command = click.option(flag, name, type=kind, default=None, help=text + ".")(command)
+    command = click.option(
+        "--faults",
+        "faults",
+        multiple=True,
+        metavar="PAYLOAD",
+        help=f"Faults, rate limits, rules and mutations ({PAYLOAD_HELP}): the body "
+        'POST /_sandbox/faults takes, e.g. \'{"rate_limit": 5, "rate_limit_style": '
+        '"github"}\' or \'{"mutations": [{"entity": "customers", '
+        '"after_request": 3, "delete": 5}]}\'. Repeatable; kept across resets.',
+    )(command)
+    return click.option(
+        "--config",
+        "configs",
+        multiple=True,
+        metavar="PAYLOAD",
+        help=f"Any sandbox setting ({PAYLOAD_HELP}), e.g. '{{\"seed\": 3}}'. Repeatable.",
+    )(command)
+
+
 @click.command()
 @click.option("--port", default=12111, show_default=True)
 @click.option("--size", "sizes", multiple=True, help="entity=count, repeatable.")
-def sandbox(port: int, sizes: tuple[str, ...]) -> None:
-    """Serve the API emulator on loopback until interrupted."""
-    from statesync.sandbox import SandboxConfig, serve
+@_sandbox_options
+def sandbox(
+    port: int,
+    sizes: tuple[str, ...],
+    configs: tuple[str, ...],
+    faults: tuple[str, ...],
+    **named: Any,
+) -> None:
+    """Serve the API emulator on loopback until interrupted.
 
-    config = SandboxConfig(port=port, sizes=_sizes(sizes)) if sizes else SandboxConfig(port=port)
+    Faults and rate limits start switched on with --faults and the named flags (the
+    same settings POST /_sandbox/faults changes while it runs).
+    """
+    from statesync.sandbox import SandboxConfig, serve
+    from statesync.sandbox._options import build_config
+
+    base = SandboxConfig(port=port, sizes=_sizes(sizes)) if sizes else SandboxConfig(port=port)
+    try:
+        config = build_config(base, configs=configs, faults=faults, named=named)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     serve(config)
 
 

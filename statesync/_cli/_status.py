@@ -100,30 +100,48 @@ def status_table(status: JobStatus) -> Table:
     help="Which instance of a recurring job (default: the latest).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one object).")
-def status(job_id: str | None, store: str, instance: int | None, as_json: bool) -> None:
+@click.option(
+    "--dest", default=None, help="Also report staging tables no job owns (see statesync gc)."
+)
+def status(
+    job_id: str | None, store: str, instance: int | None, as_json: bool, dest: str | None
+) -> None:
     """Show a job's entities (or the recent jobs)."""
     try:
-        asyncio.run(_status(job_id, store, instance, as_json or json_mode()))
+        asyncio.run(_status(job_id, store, instance, as_json or json_mode(), dest))
     except StatesyncError as exc:
         raise command_error(exc) from None
 
 
-async def _status(job_id: str | None, store: str, instance: int | None, as_json: bool) -> None:
+async def _status(
+    job_id: str | None, store: str, instance: int | None, as_json: bool, dest: str | None
+) -> None:
+    orphans: list[str] = []
     if job_id is None:
-        await _jobs(store, as_json)
-        return
-    st = existing_store(store, job_id)
-    try:
-        found = await job_status(st, job_id, instance=instance)
-    finally:
-        await st.aclose()
-    if as_json:
-        emit(found.to_json())
+        payload = await _jobs(store, as_json)
     else:
-        console().print(status_table(found))
+        st = existing_store(store, job_id)
+        try:
+            found = await job_status(st, job_id, instance=instance)
+        finally:
+            await st.aclose()
+        payload = found.to_json()
+        if not as_json:
+            console().print(status_table(found))
+    if dest is not None:
+        from statesync._cli._gc import orphan_lines
+
+        orphans = await orphan_lines(store, dest)
+        if not as_json:
+            for line in orphans:
+                click.echo(line)
+    if as_json:
+        if dest is not None:
+            payload["orphans"] = orphans
+        emit(payload)
 
 
-async def _jobs(store: str, as_json: bool) -> None:
+async def _jobs(store: str, as_json: bool) -> dict[str, Any]:
     path = _sqlite_file(store)
     if path is not None and not path.exists():
         specs: list[Any] = []  # no store yet: no jobs, and no file created to say so
@@ -134,20 +152,18 @@ async def _jobs(store: str, as_json: bool) -> None:
         finally:
             await st.aclose()
     if as_json:
-        emit(
-            {
-                "jobs": [
-                    {
-                        "store_id": s.job_id,
-                        "connector": s.connector,
-                        "entities": list(s.entities),
-                        "mode": s.mode.value,
-                        "created_at": s.created_at.isoformat() if s.created_at else None,
-                    }
-                    for s in specs
-                ]
-            }
-        )
-        return
+        return {
+            "jobs": [
+                {
+                    "store_id": s.job_id,
+                    "connector": s.connector,
+                    "entities": list(s.entities),
+                    "mode": s.mode.value,
+                    "created_at": s.created_at.isoformat() if s.created_at else None,
+                }
+                for s in specs
+            ]
+        }
     for spec in specs:
         click.echo(f"{spec.job_id}  {spec.connector}  {','.join(spec.entities)}")
+    return {}
