@@ -423,6 +423,4 @@ def _result(
 def _holder(lease: Lease | None) -> Holder | None:
     if lease is None:
         return None
-    return Holder(
-        lease.owner, datetime.fromtimestamp(lease.expires_at, UTC), lease.host, lease.pid
-    )
+    return Holder(lease.owner, datetime.fromtimestamp(lease.expires_at, UTC), lease.host, lease.pid)
