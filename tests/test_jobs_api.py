@@ -10,7 +10,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
+from postgres_support import pg_schema, postgres_dsn  # noqa: F401 - fixtures
 from test_store_contract import store  # noqa: F401 - the parametrised store fixture
 
 from statesync import (
@@ -197,3 +199,31 @@ async def test_two_connectors_same_entity_two_namespaces(store: StateStore) -> N
     assert {v["tag"] for v in dest.rows("crm__orders").values()} == {"crm"}
     assert len(dest.rows("shop__orders")) == 25 and len(dest.rows("crm__orders")) == 40
     assert dest.rows("orders") == {}
+
+
+async def test_postgres_namespaces_are_schemas(
+    postgres_dsn: str,  # noqa: F811
+    pg_schema: str,  # noqa: F811
+) -> None:
+    from statesync.destinations.postgres import PostgresDestination
+    from statesync.stores.memory import MemoryStateStore
+
+    st, dest = MemoryStateStore(), PostgresDestination(postgres_dsn, schema=pg_schema)
+    spaces = {"shop": f"{pg_schema}_shop", "crm": f"{pg_schema}_crm"}
+    try:
+        for name, size in (("shop", 25), ("crm", 40)):
+            conn = MemoryConnector({"orders": rows(size, name)})
+            conn.name = name
+            handle = await runner(conn, st, dest).start(
+                ["orders"], job_id=f"{name}-job", namespace=spaces[name]
+            )
+            assert (await handle.wait()).ok
+        for name, size in (("shop", 25), ("crm", 40)):
+            got = await dest.namespace(spaces[name]).rows("orders")
+            assert len(got) == size and {v["tag"] for v in got.values()} == {name}
+        assert await dest.rows("orders") == {}  # the job's own schema stays untouched
+    finally:
+        await dest.aclose()
+        with psycopg.connect(postgres_dsn, autocommit=True) as pg:
+            for schema in spaces.values():
+                pg.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
