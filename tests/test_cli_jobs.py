@@ -133,3 +133,24 @@ def test_two_sources_same_entity_name_two_tables(tmp_path: Path) -> None:
         with sqlite3.connect(tmp_path / "d.db") as db:
             names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert "customers" not in names
+
+
+def test_running_a_job_id_that_is_running_answers_busy(tmp_path: Path) -> None:
+    with Sandbox(SandboxConfig(sizes={"customers": 200})) as sandbox:
+        sandbox.faults.configure(latency=0.1)
+        cmd = [STATESYNC, "run", "--base-url", sandbox.url, "--entity", "customers",
+               "--job-id", "busy", *paths(tmp_path), "--page-size", "5"]  # fmt: skip
+        first = subprocess.Popen(
+            cmd, env=env(sandbox), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            wait_for_requests(sandbox, 3)
+            second = call([*cmd, "--json"], sandbox)
+        finally:
+            first.send_signal(signal.SIGINT)
+            first.wait(timeout=60)
+        assert second.returncode == 75, second.stdout + second.stderr
+        error = json.loads(second.stdout)["error"]
+        assert error["type"] == "JobBusyError"
+        assert str(first.pid) in error["holders"]["customers"]["owner"]
+        assert status(tmp_path, "busy")["instance"] == 1  # no second instance was made

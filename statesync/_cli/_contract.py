@@ -53,8 +53,16 @@ def emit(payload: Mapping[str, Any]) -> None:
 class CommandError(click.ClickException):
     """A typed failure of a command: its exit code, and its JSON form under ``--json``."""
 
-    def __init__(self, message: str, exit_code: int, kind: str, param: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        exit_code: int,
+        kind: str,
+        param: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ):
         super().__init__(message)
+        self.details = dict(details or {})
         # click declares exit_code a class variable; each error here has its own.
         setattr(self, "exit_code", exit_code)  # noqa: B010
         self.kind = kind
@@ -62,7 +70,9 @@ class CommandError(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         if json_mode():
-            emit(error_payload(self.kind, self.format_message(), self.param, self.exit_code))
+            payload = error_payload(self.kind, self.format_message(), self.param, self.exit_code)
+            payload["error"].update(self.details)
+            emit(payload)
         else:
             super().show(file)
 
@@ -82,7 +92,13 @@ def exit_code_for(exc: StatesyncError) -> int:
 
 
 def command_error(exc: StatesyncError, param: str | None = None) -> CommandError:
-    return CommandError(str(exc), exit_code_for(exc), type(exc).__name__, param)
+    details: dict[str, Any] = {}
+    if isinstance(exc, JobBusyError):
+        details["holders"] = {
+            entity: {"owner": owner, "until": until}
+            for entity, (owner, until) in exc.holders.items()
+        }
+    return CommandError(str(exc), exit_code_for(exc), type(exc).__name__, param, details)
 
 
 def exit_for_outcomes(outcomes: Iterable[Outcome], interrupted: bool) -> int:
