@@ -19,7 +19,7 @@ from attrs import frozen
 
 from statesync._budget import RateBudget
 from statesync._failpoints import crash_point
-from statesync._internal import bug_details
+from statesync._internal import as_internal, bug_details
 from statesync._machine import next_state
 from statesync._models import (
     EntityRecord,
@@ -218,6 +218,8 @@ async def perform_sync_chunk(
         await _close_chunk(run, destination, _pace(run, started))
     except ConnectorError as exc:
         await _record_failure(run, exc, retry_policy or RetryPolicy())
+    except Exception as exc:
+        await _record_failure(run, as_internal(exc), retry_policy or RetryPolicy())
     out = run.outcome(index, retry_in=run.retry_delay, waiting=run.waiting)
     run.emitter.emit(
         ChunkFinished(

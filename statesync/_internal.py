@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 
 from statesync._redact import redact
-from statesync.errors import ConnectorError, InternalError
+from statesync.errors import ConnectorError, InternalError, StatesyncError
 
 _MAX_MESSAGE = 500
 
@@ -43,6 +43,14 @@ def internal_error(exc: Exception) -> InternalError:
     )
     error.__cause__ = exc
     return error
+
+
+def as_internal(exc: Exception) -> InternalError:
+    """A bug met outside ``fetch_page`` (a connector's planning hooks, say) as an error
+    the entity fails with; statesync's own errors (an outage) are re-raised untouched."""
+    if isinstance(exc, StatesyncError):
+        raise exc
+    return internal_error(exc)
 
 
 def bug_details(exc: ConnectorError) -> dict[str, str | None]:

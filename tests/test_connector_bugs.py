@@ -87,3 +87,25 @@ async def test_secrets_in_a_bug_message_are_masked(tmp_path: Path) -> None:
     assert "KeyError: '***'" in rec.last_error.message
     await r.store.aclose()
     assert key not in (tmp_path / "s.db").read_bytes().decode("latin-1")
+
+
+class BadPlanner(MemoryConnector):
+    """A bug in a planning hook, not in fetch_page."""
+
+    def plan_pages(self, request: Any, count: int) -> Any:
+        raise ZeroDivisionError("division by zero")
+
+
+async def test_a_bug_in_a_planning_hook_is_recorded_too(tmp_path: Path) -> None:
+    r = LocalRunner(
+        connector=BadPlanner({"a": rows(30)}, updated_field=None),
+        store=SQLiteStateStore(tmp_path / "s.db"),
+        destination=MemoryDestination(),
+        chunk_policy=ChunkPolicy(max_iterations=2, page_size=10, concurrency=2),
+    )
+    result = await r.sync(["a"], job_id="j")
+    rec = await r.store.get_entity("j", "a")
+    assert result.entities[0].state is SyncState.FAILED
+    assert rec.last_error is not None and rec.last_error.exception == "ZeroDivisionError"
+    assert rec.last_error.frame is not None and rec.last_error.frame.endswith("in plan_pages")
+    await r.store.aclose()
