@@ -218,7 +218,7 @@ async def perform_sync_chunk(
         await _close_chunk(run, destination, _pace(run, started))
     except ConnectorError as exc:
         await _record_failure(run, exc, retry_policy or RetryPolicy())
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a bug fails its entity (typed), not the run
         await _record_failure(run, as_internal(exc), retry_policy or RetryPolicy())
     out = run.outcome(index, retry_in=run.retry_delay, waiting=run.waiting)
     run.emitter.emit(
