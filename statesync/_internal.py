@@ -32,14 +32,14 @@ def _short(filename: str) -> str:
     return str(Path(*parts[-3:])) if len(parts) > 3 else filename
 
 
-def internal_error(exc: Exception) -> InternalError:
+def internal_error(exc: Exception, what: str = "connector bug") -> InternalError:
     """The typed error for an unexpected exception raised by connector code."""
     name = type(exc).__name__
     frame = last_frame(exc)
     text = redact(str(exc))[:_MAX_MESSAGE]
     where = f" at {frame}" if frame else ""
     error = InternalError(
-        f"connector bug: {name}: {text}{where}", exception=name, frame=frame and redact(frame)
+        f"{what}: {name}: {text}{where}", exception=name, frame=frame and redact(frame)
     )
     error.__cause__ = exc
     return error
@@ -50,7 +50,7 @@ def as_internal(exc: Exception) -> InternalError:
     the entity fails with; statesync's own errors (an outage) are re-raised untouched."""
     if isinstance(exc, StatesyncError):
         raise exc
-    return internal_error(exc)
+    return internal_error(exc, "unexpected error in the chunk")
 
 
 def bug_details(exc: ConnectorError) -> dict[str, str | None]:
