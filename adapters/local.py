@@ -32,7 +32,7 @@ from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
 from statesync._status import Holder, Outcome
 from statesync.connector import BaseConnector
 from statesync.destination import Destination
-from statesync.errors import ConfigurationError, DatabaseLockedError, LeaseError
+from statesync.errors import ConfigurationError, DatabaseLockedError, JobBusyError, LeaseError
 from statesync.events import Emitter, JobFinished, LeaseTakeover, LeaseWait, Listener
 from statesync.store import StateStore
 
@@ -123,6 +123,8 @@ class LocalRunner:
         """Jobs created without a namespace of their own write here (None: shared)."""
         self._stop = asyncio.Event()
         self._jobs_stop: dict[str, asyncio.Event] = {}
+        # Instances this runner drives now: busy even before their leases are taken.
+        self._driving: set[str] = set()
 
     def retry_policy_for(self, entity: str) -> RetryPolicy:
         if self._retry_fn is not None:
@@ -228,7 +230,10 @@ class LocalRunner:
                 entities, mode=mode, job_id=store_id, params=params, namespace=namespace
             )
 
-        return await open_instance(self.store, validate_job_id(job_id), create)
+        instance = await open_instance(self.store, validate_job_id(job_id), create)
+        if instance.store_id in self._driving:
+            raise JobBusyError(job_id, {})
+        return instance
 
     async def sync(
         self, entities: Sequence[str], *, mode: SyncMode = SyncMode.FULL, job_id: str | None = None
@@ -265,9 +270,12 @@ class LocalRunner:
         return self.attach(instance, retry_failed=retry_failed)
 
     def attach(self, instance: Instance, *, retry_failed: bool = False) -> JobHandle:
+        self._driving.add(instance.store_id)
         task = asyncio.create_task(
             self.run(instance.store_id, retry_failed=retry_failed, instance=instance.number)
         )
+        # A task cancelled before it ran never reaches run()'s own clean-up.
+        task.add_done_callback(lambda _: self._driving.discard(instance.store_id))
         return JobHandle(self, instance, task)
 
     async def run(self, job_id: str, *, retry_failed: bool = False, instance: int = 1) -> JobResult:
@@ -275,11 +283,12 @@ class LocalRunner:
 
         ``job_id`` is the store's id of the instance (what :meth:`create_job` returned).
         """
-        spec = await self.store.get_job(job_id)
-        target = namespaced(self.destination, job_namespace(spec))
-        if retry_failed:
-            await self._resume_failed(job_id)
+        self._driving.add(job_id)
         try:
+            spec = await self.store.get_job(job_id)
+            target = namespaced(self.destination, job_namespace(spec))
+            if retry_failed:
+                await self._resume_failed(job_id)
             work = (self._guarded(job_id, e, target) for e in spec.entities)
             results = await _all_or_cancel(work)
             stopped = self._stopped(job_id)
@@ -287,6 +296,7 @@ class LocalRunner:
                 await self.store.finish_job(job_id)
         finally:
             self._jobs_stop.pop(job_id, None)
+            self._driving.discard(job_id)
         self._emitter.emit(JobFinished(job_id, tuple((r.entity, r.state) for r in results)))
         return JobResult(job_id, tuple(results), stopped, instance)
 

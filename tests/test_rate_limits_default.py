@@ -127,10 +127,11 @@ updated_field = "updatedAt"
 [entities.articles]
 query = '''
 query Articles($limit: Int, $offset: Int) {
-  articles(limit: $limit, offset: $offset) { id title updatedAt }
+  articles(limit: $limit, offset: $offset) { id title createdAt updatedAt }
 }'''
 path = "articles"
 updated_field = "updatedAt"
+order_field = "createdAt"
 """
 
 
