@@ -12,6 +12,7 @@ from ._config import DEFAULT_SIZES, SandboxConfig
 from ._faults import FaultDecision, FaultInjector, FaultKind, FaultRule, FaultSettings, MutationRule
 from ._graphql import GraphQLApi
 from ._log import RequestLogEntry
+from ._rest import RestApi
 from ._server import Sandbox, default_plugins, serve
 from ._stripe import StripeApi
 
@@ -31,6 +32,7 @@ __all__ = [
     "MutationRule",
     "RecordMaker",
     "RequestLogEntry",
+    "RestApi",
     "Sandbox",
     "SandboxConfig",
     "StripeApi",

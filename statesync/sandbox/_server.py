@@ -21,12 +21,13 @@ from ._dataset import Where
 from ._faults import FaultInjector
 from ._graphql import GraphQLApi
 from ._log import RequestLogEntry
+from ._rest import RestApi
 from ._stripe import StripeApi
 
 
 def default_plugins() -> list[ApiPlugin]:
-    """The APIs mounted by default; add Close CRM / GraphQL plugins here."""
-    return [StripeApi(), CloseApi(), GraphQLApi()]
+    """The APIs mounted by default: Stripe, Close CRM, GraphQL and the generic REST API."""
+    return [StripeApi(), CloseApi(), GraphQLApi(), RestApi()]
 
 
 class _Server(ThreadingHTTPServer):

@@ -1,0 +1,126 @@
+"""Anchored offsets for REST lists ordered oldest first by creation time (Close's idea).
+
+The position of an offset walk is ``offset`` (records of the current query passed),
+``window`` (a creation-time lower bound, Unix seconds inclusive, the query was narrowed
+to after offsets shifted or passed the API's cap), ``last`` (the creation time of the
+last record handed out, Unix seconds) and ``seen`` (the ids handed out at exactly
+``last``). A record is *seen* when it was created before ``last``, or at ``last`` with
+its id in ``seen``.
+
+Every page after the first re-reads the record just before ``offset``. When it is seen,
+the page joins the previous one exactly. When it is not, records before our offset were
+deleted and offsets shifted: the walk re-opens at ``created >= last`` (or, when the API
+takes no lower bound, from the start of the list) at offset 0, skipping what is seen. So
+inserts and deletes anywhere lose nothing; a record deleted mid-sync may or may not come.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import attrs
+from attrs import frozen
+
+from statesync._models import JSON, FetchState
+
+Key = tuple[float, str]
+"""A record's creation time (Unix seconds) and id: the list's order."""
+
+
+@frozen
+class Anchor:
+    """Where an anchored offset walk stands; round-trips through ``FetchState``."""
+
+    offset: int = 0
+    window: int | None = None
+    last: float | None = None
+    seen: tuple[str, ...] = ()
+    base: int = 0
+    """Records handed out before the current query began (for the progress total)."""
+
+    @classmethod
+    def of(cls, state: FetchState) -> Anchor:
+        meta = state.metadata
+        window, last = meta.get("window"), meta.get("last")
+        return cls(
+            offset=state.offset or 0,
+            window=None if window is None else int(window),
+            last=None if last is None else float(last),
+            seen=tuple(str(i) for i in meta.get("seen") or ()),
+            base=int(meta.get("base") or 0),
+        )
+
+    def metadata(self) -> dict[str, JSON]:
+        return {
+            "window": self.window,
+            "last": self.last,
+            "seen": list(self.seen),
+            "base": self.base,
+        }
+
+    def is_seen(self, key: Key) -> bool:
+        if self.last is None:
+            return False
+        return key[0] < self.last or (key[0] == self.last and key[1] in self.seen)
+
+    def reopened(self, processed: int, can_filter: bool) -> Anchor:
+        """A query at the last creation time handed out (or from the start), offset 0."""
+        if not can_filter or self.last is None:
+            return attrs.evolve(self, offset=0, window=None, base=0)
+        return attrs.evolve(
+            self, offset=0, window=math.floor(self.last), base=processed - len(self.seen)
+        )
+
+    def after(self, fresh: Sequence[Key], offset: int) -> Anchor:
+        last, seen = self.last, list(self.seen)
+        for when, ident in fresh:
+            if last is None or when > last:
+                last, seen = when, []
+            seen.append(ident)
+        return attrs.evolve(self, offset=offset, last=last, seen=tuple(seen))
+
+
+@frozen
+class Plan:
+    anchor: Anchor
+    skip: int
+    limit: int
+
+    @property
+    def overlaps(self) -> bool:
+        return self.skip > 0
+
+
+def plan(
+    anchor: Anchor,
+    processed: int,
+    size: int,
+    max_size: int,
+    cap: int | None,
+    can_filter: bool,
+) -> Plan:
+    """Re-read one record before ``offset``; past ``cap``, narrow the query instead."""
+    if anchor.offset == 0:
+        return Plan(anchor, 0, size)
+    skip = anchor.offset - 1
+    if cap is not None and skip > cap:
+        return Plan(anchor.reopened(processed, can_filter), 0, size)
+    return Plan(anchor, skip, min(size + 1, max_size))
+
+
+@frozen
+class Absorbed:
+    fresh: tuple[int, ...]
+    """Indexes of the page's items not handed out before."""
+    anchor: Anchor
+    shifted: bool
+
+
+def absorb(plan_: Plan, keys: Sequence[Key], processed: int, can_filter: bool) -> Absorbed:
+    anchor = plan_.anchor
+    if plan_.overlaps and (not keys or not anchor.is_seen(keys[0])):
+        return Absorbed((), anchor.reopened(processed, can_filter), True)
+    fresh = tuple(i for i, key in enumerate(keys) if not anchor.is_seen(key))
+    after = anchor.after([keys[i] for i in fresh], plan_.skip + len(keys))
+    return Absorbed(fresh, after, False)
