@@ -17,10 +17,12 @@ from rich.console import Console
 
 from statesync._budget import RedisBudgets
 from statesync._chunk import apply_trigger
+from statesync._cli import _config
 from statesync._display import ChunkLines, status_rows, status_table
 from statesync._listeners import LoggingListener, ProgressDisplay
 from statesync._models import EntityRecord, SyncMode
-from statesync._open import CONNECTORS, open_connector, open_destination, open_store
+from statesync._open import open_destination, open_store
+from statesync._plugins import open_connector
 from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
 from statesync.adapters.local import LocalRunner
 from statesync.destination import Destination
@@ -35,7 +37,6 @@ T = TypeVar("T")
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_BUSY = 0, 1, 3, 75
 DEFAULT_STORE = "sqlite:///statesync-state.db"
 DEFAULT_DEST = "sqlite:///statesync-data.db"
-API_KEY_ENV = "STATESYNC_API_KEY"
 
 
 def _console() -> Console:
@@ -137,7 +138,18 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.command()
-@click.option("--connector", type=click.Choice(CONNECTORS), default="stripe", show_default=True)
+@click.option(
+    "--connector",
+    default=None,
+    help="stripe (default), close, graphql, rest, an installed plugin, or module:factory.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Job config TOML: connector, entities, policies, store, destination.",
+)
 @click.option("--base-url", default=None, help="API base URL (e.g. the sandbox's).")
 @click.option(
     "--graphql-config",
@@ -145,12 +157,13 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
     default=None,
     help="TOML file of GraphQL entities (queries, list paths), for --connector graphql.",
 )
-@click.option("--entity", "entities", multiple=True, required=True, help="Repeat per entity.")
+@click.option("--entity", "entities", multiple=True, help="Repeat per entity.")
 @click.option("--mode", type=click.Choice([m.value for m in SyncMode]), default="full")
 @click.option("--job-id", default=None)
 @_common
 def run(
-    connector: str,
+    connector: str | None,
+    config_path: str | None,
     base_url: str | None,
     graphql_config: str | None,
     entities: tuple[str, ...],
@@ -158,16 +171,23 @@ def run(
     job_id: str | None,
     **opts: Any,
 ) -> None:
-    """Start a sync job. The API key comes from $STATESYNC_API_KEY."""
+    """Start a sync job. Keys come from environment variables ($STATESYNC_API_KEY unless
+    the job config names another); flags override the --config file's settings."""
+
+    ctx = click.get_current_context()
 
     async def go() -> int:
-        # Stored with the job so `resume` rebuilds the same connector: no secrets here.
-        given = {"base_url": base_url, "graphql_config": graphql_config}
-        params = {k: v for k, v in given.items() if v}
-        runner, display = _runner(connector, params, entities, **opts)
+        prepared = _config.prepare_run(
+            ctx, config_path, connector, base_url, graphql_config, entities, mode, job_id, opts
+        )
+        runner, display = _runner(prepared)
         async with _session(runner):
+            # Stored with the job so `resume` rebuilds the same connector: no secrets here.
             job = await runner.create_job(
-                entities, mode=SyncMode(mode), job_id=job_id, params=params
+                prepared.entities,
+                mode=prepared.mode,
+                job_id=prepared.job_id,
+                params=prepared.params,
             )
             _console().print(f"job {job}")
             return await _drive(runner, display, job, retry_failed=False)
@@ -180,23 +200,33 @@ def run(
 @click.option("--retry-failed", is_flag=True, help="Resume entities that had failed too.")
 @_common
 def resume(job_id: str, retry_failed: bool, **opts: Any) -> None:
-    """Resume a job where it stopped (after Ctrl-C, a crash or a failure)."""
+    """Resume a job where it stopped (after Ctrl-C, a crash or a failure), with the
+    connector, policies and destination it ran with; flags given here override them."""
+    ctx = click.get_current_context()
 
     async def go() -> int:
         store = open_store(opts["store"])
-        spec = await store.get_job(job_id)
-        await store.aclose()
-        runner, display = _runner(spec.connector, spec.params, spec.entities, **opts)
+        try:
+            spec = await store.get_job(job_id)
+        finally:
+            await store.aclose()
+        prepared = _config.prepare_resume(ctx, spec, opts)
+        if prepared.overrides:
+            shown = ", ".join("--" + o.replace("_", "-") for o in prepared.overrides)
+            _console().print(f"overriding the job's stored settings: {shown}")
+        runner, display = _runner(prepared)
         async with _session(runner):
             return await _drive(runner, display, job_id, retry_failed=retry_failed)
 
     sys.exit(_run(go))
 
 
-def _runner(
-    connector: str,
-    params: Any,
-    entities: Sequence[str],
+def _runner(prepared: _config.Prepared) -> tuple[LocalRunner, Display]:
+    return _build_runner(prepared, **prepared.settings)
+
+
+def _build_runner(
+    prepared: _config.Prepared,
     *,
     store: str,
     dest: str,
@@ -208,18 +238,29 @@ def _runner(
     budget_redis: str | None,
     **chunk_flags: Any,
 ) -> tuple[LocalRunner, Display]:
-    key = os.environ.get(API_KEY_ENV)
+    connector, entities = prepared.connector, prepared.entities
+    # Built first: a bad option or a missing key fails before any store or job exists.
+    built = open_connector(connector, prepared.options, os.environ)
     console = _console()
     display: Display = ProgressDisplay(console) if console.is_terminal else ChunkLines(console)
     listeners: list[Listener] = [display]
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        listeners.append(LoggingListener(secrets=[key] if key else []))
+        listeners.append(LoggingListener(secrets=_config.secrets(prepared.options, os.environ)))
+    document = _config.policy_document(prepared)
+    if document is not None:
+        from statesync._policy_config import policies_from_mapping
+
+        policy_set = policies_from_mapping(
+            document, source=f"{prepared.params.get('config', {}).get('file')} [policies]"
+        )
+    else:
+        policy_set = _policies(policies, connector, entities, attempts, chunk_flags)
     runner = LocalRunner(
-        connector=open_connector(connector, key, params, entities),
+        connector=built,
         store=open_store(store),
         destination=open_destination(dest),
-        policies=_policies(policies, connector, entities, attempts, chunk_flags),
+        policies=policy_set,
         budgets=RedisBudgets.from_url(budget_redis) if budget_redis else None,
         concurrency=concurrency,
         listeners=listeners,
@@ -296,12 +337,16 @@ def status(job_id: str | None, store: str, as_json: bool) -> None:
                     click.echo(f"{spec.job_id}  {spec.connector}  {','.join(spec.entities)}")
                 return
             records = await st.list_entities(job_id)
+            described = _config.describe(await st.get_job(job_id))
             if as_json:
-                click.echo(
-                    json.dumps({"job_id": job_id, "entities": status_rows(records)}, indent=2)
-                )
+                out: dict[str, Any] = {"job_id": job_id, "entities": status_rows(records)}
+                if described:
+                    out["config"] = described
+                click.echo(json.dumps(out, indent=2))
             else:
                 _console().print(status_table(job_id, records))
+                if described:
+                    _console().print(described)
         finally:
             await st.aclose()
 
