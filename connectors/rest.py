@@ -35,7 +35,15 @@ import attrs
 import httpx
 from attrs import field, frozen
 
-from statesync._models import JSON, FetchState, Page, PageRequest, Record, SyncMode
+from statesync._models import (
+    JSON,
+    FetchState,
+    Page,
+    PageRequest,
+    Record,
+    ResumableFetchOptions,
+    SyncMode,
+)
 from statesync.connector import BaseConnector, Partitioning
 from statesync.connectors._rest_anchor import Anchor, Key, absorb, plan
 from statesync.connectors._rest_http import (
@@ -307,7 +315,7 @@ class RESTConnector(BaseConnector):
             return None
         return Partitioning(newest_first=found.newest_first, lower=found.earliest)
 
-    def initial_state(self, options: Any) -> FetchState:
+    def initial_state(self, options: ResumableFetchOptions) -> FetchState:
         return (
             FetchState(offset=0)
             if isinstance(self.entity(options.entity).paginator, OffsetPaginator)
@@ -381,7 +389,8 @@ class RESTConnector(BaseConnector):
 
     def _follow(self, answer: Answer, target: str) -> str:
         """A next URL, resolved; one on another origin would receive our credentials."""
-        url = urljoin(answer.url, target)
+        # A server may echo a query-string key into its links: never keep it in a state.
+        url = _strip_query_secrets(urljoin(answer.url, target), self._creds.query)
         parts = urlsplit(url)
         if (parts.scheme, parts.netloc) != self._origin:
             raise MalformedResponseError(
@@ -414,11 +423,14 @@ class RESTConnector(BaseConnector):
             query.update(extra)
         described = f"{ent.method} {urlsplit(url).path} ({_show({**query, **(body or {})})})"
         query.update(self._creds.query)
+        target = httpx.URL(url)
+        if query:
+            # httpx replaces a URL's query with params=; a next-page URL's must be kept.
+            target = target.copy_merge_params(query)
         try:
             response = await self._client.request(
                 ent.method,
-                url,
-                params=query or None,
+                target,
                 json=body,
                 headers={**self._headers, **ent.headers},
                 auth=self._creds.auth if self._creds.auth else httpx.USE_CLIENT_DEFAULT,

@@ -27,6 +27,7 @@ import bisect
 import json
 import random
 import threading
+import weakref
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -94,7 +95,10 @@ class RestApi:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._views: dict[tuple[str, int, int], list[JSONDict]] = {}
+        # Keyed by the store itself: a resized entity's new store may reuse an id().
+        self._views: weakref.WeakKeyDictionary[EntityStore, tuple[int, list[JSONDict]]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def record_maker(self, entity: str) -> RestRecordMaker | None:
         kind = entity.removeprefix(NAMESPACE)
@@ -157,18 +161,16 @@ class RestApi:
 
     def _ascending(self, store: EntityStore) -> list[JSONDict]:
         """Live records oldest first, decoded once per store version."""
-        key = (store.name, id(store), store.version)
+        version = store.version
         with self._lock:
-            found = self._views.get(key)
-        if found is not None:
-            return found
+            found = self._views.get(store)
+        if found is not None and found[0] == version:
+            return found[1]
         window = store.bounds(None, None, None, None)
         items = store.page_newer(window, len(window) + 1).items
         records = [json.loads(body) for body in reversed(items)]
         with self._lock:
-            if len(self._views) > 32:
-                self._views.clear()
-            self._views[key] = records
+            self._views[store] = (version, records)
         return records
 
 

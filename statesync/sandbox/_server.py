@@ -226,6 +226,10 @@ class Sandbox:
         """Delete records; they stay valid as ``starting_after`` cursors."""
         return self._core.dataset.store(entity).delete(ids_or_count, where)
 
+    def resize(self, entity: str, size: int) -> None:
+        """Serve ``entity`` afresh with ``size`` records (one server for many data sets)."""
+        self._core.dataset.resize(entity, size)
+
     def reset(self) -> None:
         """Fresh data, no faults, empty log."""
         self._core.reset()

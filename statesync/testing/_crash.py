@@ -37,7 +37,10 @@ class CrashResume:
 
 
 def statesync(
-    *args: str, env: Mapping[str, str] | None = None, timeout: float = 120
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the ``statesync`` command line with ``env`` laid over this environment."""
     return subprocess.run(
@@ -46,6 +49,7 @@ def statesync(
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
 
 
@@ -57,6 +61,7 @@ def crash_then_resume(
     resume_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     timeout: float = 120,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> CrashResume:
     """Kill ``statesync run RUN_ARGS`` with SIGKILL the n-th time it passes ``point``
     (``"after_checkpoint:3"``; names in :data:`statesync._failpoints.POINTS`), then run
@@ -74,6 +79,7 @@ def crash_then_resume(
         job_id,
         env={**(env or {}), "STATESYNC_CRASH_AT": point},
         timeout=timeout,
+        cwd=cwd,
     )
     assert killed.returncode == -signal.SIGKILL, (
         f"crash point {point} was never reached: {killed.stdout[-500:]} {killed.stderr[-500:]}"
@@ -84,6 +90,7 @@ def crash_then_resume(
         *resume_args,
         env={**(env or {}), "STATESYNC_CRASH_AT": ""},
         timeout=timeout,
+        cwd=cwd,
     )
     outcome = CrashResume(killed, resumed)
     assert resumed.returncode == 0, outcome.output
