@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 import inngest
 
 from statesync._budget import BudgetRegistry
+from statesync._plugins import ConnectorPlugin, job_factory
 from statesync._policy import PolicySet
 from statesync.adapters._inngest_model import (
     ChunkSummary,
@@ -77,7 +78,7 @@ _Json = dict[str, Any]
 def sync_functions(
     client: inngest.Inngest,
     *,
-    connectors: Mapping[str, ConnectorFactory],
+    connectors: Mapping[str, ConnectorFactory | ConnectorPlugin],
     store: StateStore,
     destination: Destination,
     policies: PolicySet | None = None,
@@ -91,7 +92,8 @@ def sync_functions(
     """The Inngest functions that run statesync jobs; serve them with your framework.
 
     ``connectors`` maps connector names (as job requests name them) to factories
-    building a connector for a job; keys and credentials come from your environment,
+    building a connector for a job, or to connector plugins ``(options, env)`` (see
+    :func:`statesync.job_factory`); keys and credentials come from your environment,
     never from event data. Each connector built is closed after its step.
     ``account_concurrency`` caps concurrently running entity steps per API account
     (``None``: no cap). ``wait_timeout`` bounds how long a job run waits for an entity;
@@ -99,8 +101,9 @@ def sync_functions(
     """
     policies = policies or PolicySet()
     _check(chunks_per_run, policies)
+    per_job = {name: job_factory(factory) for name, factory in connectors.items()}
     engine = Engine(
-        connectors, store, destination, policies, tuple(listeners), budgets or BudgetRegistry()
+        per_job, store, destination, policies, tuple(listeners), budgets or BudgetRegistry()
     )
     names = EventNames(event_prefix)
     return [

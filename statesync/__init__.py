@@ -15,6 +15,7 @@ from statesync._budget import (
     RedisRateBudget,
 )
 from statesync._chunk import ChunkOutcome, apply_trigger, perform_sync_chunk
+from statesync._jobconfig import JobConfig, job_config_from_mapping, load_job_config
 from statesync._listeners import LoggingListener, ProgressDisplay
 from statesync._machine import STATES, TRANSITIONS, TransitionDef, next_state
 from statesync._models import (
@@ -33,6 +34,13 @@ from statesync._models import (
     SyncState,
     TimeWindow,
     TransitionRecord,
+)
+from statesync._plugins import (
+    ConnectorPlugin,
+    installed_connectors,
+    job_factory,
+    open_connector,
+    resolve_connector,
 )
 from statesync._policy import ChunkPolicy, KindOverride, PolicySet, RetryPolicy
 from statesync._policy_config import (
@@ -56,12 +64,14 @@ __all__ = [
     "BudgetRegistry",
     "ChunkOutcome",
     "ChunkPolicy",
+    "ConnectorPlugin",
     "Destination",
     "Emitter",
     "EntityRecord",
     "ErrorInfo",
     "Event",
     "FetchState",
+    "JobConfig",
     "JobSpec",
     "KindOverride",
     "Lease",
@@ -90,10 +100,16 @@ __all__ = [
     "TransitionDef",
     "TransitionRecord",
     "apply_trigger",
+    "installed_connectors",
+    "job_config_from_mapping",
+    "job_factory",
+    "load_job_config",
     "load_policies",
     "next_state",
+    "open_connector",
     "perform_sync_chunk",
     "policies_from_env",
     "policies_from_mapping",
     "redact",
+    "resolve_connector",
 ]

@@ -103,12 +103,15 @@ def connector_options(spec: JobSpec) -> dict[str, Any]:
 
 def job_factory(
     factory: ConnectorPlugin | JobConnectorFactory | str,
+    options: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> JobConnectorFactory:
     """A per-job factory for the Inngest adapter from a plugin, a name or a job factory.
 
-    A plugin (two parameters) gets the options stored with the job and ``env``
-    (default: the process environment at call time); a job factory is returned as is.
+    A plugin (two parameters) gets the options stored with the job with ``options``
+    laid over them (a job requested by an event stores none but its entities), and
+    ``env`` (default: the process environment at call time); a job factory is returned
+    as is.
     """
     given: Callable[..., BaseConnector] = (
         resolve_connector(factory) if isinstance(factory, str) else factory
@@ -117,7 +120,8 @@ def job_factory(
         return given
 
     def build(spec: JobSpec) -> BaseConnector:
-        connector = given(connector_options(spec), os.environ if env is None else env)
+        merged = {**connector_options(spec), **(options or {})}
+        connector = given(merged, os.environ if env is None else env)
         if not isinstance(connector, BaseConnector):
             raise ConfigurationError(
                 f"connector {spec.connector!r}'s factory returned no connector"
