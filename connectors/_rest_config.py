@@ -87,7 +87,9 @@ def load_rest_config(path: str | Path) -> RESTSettings:
 def rest_from_mapping(
     doc: Mapping[str, Any], *, source: str = "REST config", prefix: str = ""
 ) -> RESTSettings:
-    """Check a mapping of the TOML file's shape; ``prefix`` is prepended to key paths."""
+    """Check a mapping of the TOML file's shape; ``prefix`` is prepended to the key paths
+    of settings other than the entities (``connector.options.`` in a job config, whose
+    ``[entities.NAME]`` tables sit at the top)."""
     checker = _Checker(source, prefix)
     settings = checker.settings(doc)
     if checker.problems or settings is None:
@@ -102,6 +104,9 @@ class _Checker:
         self.problems: list[tuple[str, str]] = []
 
     def problem(self, path: str, message: str) -> None:
+        if path.startswith("entities"):
+            self.problems.append((path, message))
+            return
         self.problems.append(
             (self.prefix + path if path else self.prefix.rstrip(".") or "(top level)", message)
         )

@@ -122,26 +122,27 @@ class RESTAuth:
     def resolve(self, env: Mapping[str, str]) -> _Credentials:
         """Read the secrets; a missing variable is a :class:`ConfigurationError`."""
 
-        def read(name: str | None, required: bool = True) -> str:
+        def read(key: str, required: bool = True) -> str:
+            name = getattr(self, key)
             if not name:
                 return ""
             value = env.get(name)
             if not value and required:
                 raise ConfigurationError(
-                    f"auth: environment variable {name} is not set (auth type {self.type!r})"
+                    f"auth.{key}: environment variable {name} is not set (auth type {self.type!r})"
                 )
-            return value or ""
+            return str(value or "")
 
         if self.type == "bearer":
-            token = read(self.token_env)
+            token = read("token_env")
             return _Credentials(headers={"Authorization": f"Bearer {token}"}, secrets=(token,))
         if self.type == "basic":
-            user, password = read(self.username_env), read(self.password_env, required=False)
+            user, password = read("username_env"), read("password_env", required=False)
             return _Credentials(
                 auth=(user, password), secrets=tuple(s for s in (user, password) if s)
             )
         if self.type == "api_key":
-            token = read(self.token_env)
+            token = read("token_env")
             if self.header:
                 return _Credentials(headers={self.header: token}, secrets=(token,))
             return _Credentials(query={str(self.query_param): token}, secrets=(token,))

@@ -130,5 +130,10 @@ def graphql(options: Mapping[str, Any], env: Mapping[str, str]) -> BaseConnector
 def rest(options: Mapping[str, Any], env: Mapping[str, str]) -> BaseConnector:
     from statesync.connectors._rest_config import rest_from_mapping
 
-    settings = rest_from_mapping(options, source="connector options")
-    return settings.connector(env)
+    settings = rest_from_mapping(
+        options, source="the connector options", prefix="connector.options."
+    )
+    try:
+        return settings.connector(env)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"connector.options.{exc}") from None

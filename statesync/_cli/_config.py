@@ -18,7 +18,8 @@ from attrs import frozen
 
 from statesync._jobconfig import CONFIG_KEY, JobConfig, load_job_config
 from statesync._models import JobSpec, SyncMode
-from statesync._plugins import connector_options
+from statesync._plugins import connector_options, open_connector
+from statesync.connector import BaseConnector
 from statesync.errors import ConfigurationError
 
 FLAG_POLICY: Final[Mapping[str, tuple[str, ...]]] = {
@@ -205,3 +206,23 @@ def secrets(options: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
     if isinstance(auth, Mapping):
         names += [v for k, v in auth.items() if k.endswith("_env") and isinstance(v, str)]
     return [env[n] for n in names if env.get(n)]
+
+
+def build_connector(prepared: Prepared, env: Mapping[str, str]) -> BaseConnector:
+    """The job's connector; a config error names the job config file it came from."""
+    stored = prepared.params.get(CONFIG_KEY)
+    try:
+        connector = open_connector(prepared.connector, prepared.options, env)
+    except ConfigurationError as exc:
+        if not isinstance(stored, Mapping):
+            raise
+        raise ConfigurationError(f"{stored.get('file')}: {exc}") from None
+    offered = set(connector.entities())
+    tables = prepared.options.get("entities")
+    missing = [e for e in prepared.entities if isinstance(tables, Mapping) and e not in offered]
+    if missing:
+        raise ConfigurationError(
+            f"{stored.get('file') if isinstance(stored, Mapping) else 'job'}: job.entities: "
+            f"{missing[0]!r} is not an entity of connector {prepared.connector!r}"
+        )
+    return connector

@@ -22,7 +22,6 @@ from statesync._display import ChunkLines, status_rows, status_table
 from statesync._listeners import LoggingListener, ProgressDisplay
 from statesync._models import EntityRecord, SyncMode
 from statesync._open import open_destination, open_store
-from statesync._plugins import open_connector
 from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
 from statesync.adapters.local import LocalRunner
 from statesync.destination import Destination
@@ -240,7 +239,7 @@ def _build_runner(
 ) -> tuple[LocalRunner, Display]:
     connector, entities = prepared.connector, prepared.entities
     # Built first: a bad option or a missing key fails before any store or job exists.
-    built = open_connector(connector, prepared.options, os.environ)
+    built = _config.build_connector(prepared, os.environ)
     console = _console()
     display: Display = ProgressDisplay(console) if console.is_terminal else ChunkLines(console)
     listeners: list[Listener] = [display]
