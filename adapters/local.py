@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import signal
-import socket
+import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -23,13 +23,13 @@ from attrs import frozen
 
 from statesync._budget import BudgetRegistry
 from statesync._chunk import ChunkOutcome, apply_trigger, perform_sync_chunk
-from statesync._lease import LeaseKeeper
-from statesync._models import EntityRecord, JobSpec, Lease, SyncMode, SyncState
+from statesync._lease import HOST, LeaseAttempt, LeaseKeeper, take_lease
+from statesync._models import EntityRecord, JobSpec, SyncMode, SyncState
 from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
 from statesync.connector import BaseConnector
 from statesync.destination import Destination
 from statesync.errors import ConfigurationError, LeaseError
-from statesync.events import Emitter, JobFinished, Listener, RateLimitWait
+from statesync.events import Emitter, JobFinished, LeaseTakeover, LeaseWait, Listener
 from statesync.store import StateStore
 
 _log = logging.getLogger("statesync.local")
@@ -64,8 +64,9 @@ class LocalRunner:
     Policies: either ``policies`` (a :class:`PolicySet`, resolved per connector and
     entity, e.g. from a TOML file) or a single ``chunk_policy`` / ``retry_policy``; a
     ``retry_policy`` may also be a function from entity name to policy.
-    ``lease_wait`` is how long to wait for an entity another worker holds before giving
-    up on it (``None``: wait as long as it takes).
+    ``lease_wait`` is how long to wait for an entity another live worker holds before
+    giving up on it (``None``: wait as long as it takes); a holder on this host whose
+    process is gone is taken over at once.
     """
 
     def __init__(
@@ -98,7 +99,7 @@ class LocalRunner:
         self.budgets = budgets or BudgetRegistry()
         self._sem = asyncio.Semaphore(concurrency)
         self._emitter = Emitter(listeners)
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.owner = owner or f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease_wait = lease_wait
         self._stop = asyncio.Event()
 
@@ -192,11 +193,12 @@ class LocalRunner:
 
     async def _guarded(self, job_id: str, entity: str) -> EntityResult:
         async with self._sem:
-            lease = await self._acquire(job_id, entity)
-            if lease is None:
+            got = await self._acquire(job_id, entity)
+            if got.lease is None:
                 rec = await self.store.get_entity(job_id, entity)
-                return _result(rec, note=f"another worker holds the lease on {entity!r}")
-            keeper = LeaseKeeper(self.store, lease, self.chunk_policy_for(entity).lease_ttl)
+                held = f": {got.holder.holder()}" if got.holder is not None else ""
+                return _result(rec, note=f"another worker holds the lease on {entity!r}{held}")
+            keeper = LeaseKeeper(self.store, got.lease, self.chunk_policy_for(entity).lease_ttl)
             try:
                 return await self._drive(job_id, entity, keeper)
             except LeaseError as exc:
@@ -205,16 +207,23 @@ class LocalRunner:
             finally:
                 await keeper.release()
 
-    async def _acquire(self, job_id: str, entity: str) -> Lease | None:
+    async def _acquire(self, job_id: str, entity: str) -> LeaseAttempt:
+        """Take the lease (over from a dead holder at once), waiting up to ``lease_wait``."""
         ttl = self.chunk_policy_for(entity).lease_ttl
         loop = asyncio.get_running_loop()
         deadline = None if self.lease_wait is None else loop.time() + self.lease_wait
         while True:
-            lease = await self.store.acquire_lease(job_id, entity, self.owner, ttl)
-            if lease is not None or (deadline is not None and loop.time() >= deadline):
-                return lease
-            if await self._sleep(min(1.0, ttl / 4)):
-                return None
+            got = await take_lease(self.store, job_id, entity, self.owner, ttl)
+            if got.took_over is not None:
+                self._emitter.emit(LeaseTakeover(job_id, entity, got.took_over.holder()))
+            left = None if deadline is None else deadline - loop.time()
+            if got.lease is not None or (left is not None and left <= 0):
+                return got
+            if got.holder is not None:
+                expires_in = max(0.0, got.holder.expires_at - time.time())
+                self._emitter.emit(LeaseWait(job_id, entity, got.holder.holder(), expires_in, left))
+            if await self._sleep(min(1.0, ttl / 4, left if left is not None else 1.0)):
+                return LeaseAttempt(None, got.holder)
 
     async def _drive(self, job_id: str, entity: str, keeper: LeaseKeeper) -> EntityResult:
         retry, chunk = self.retry_policy_for(entity), self.chunk_policy_for(entity)
@@ -240,9 +249,9 @@ class LocalRunner:
 
     async def _wait_retry(self, out: ChunkOutcome) -> None:
         assert out.retry_in is not None
-        if out.error is not None and out.error.kind == "rate_limited":
-            self._emitter.emit(RateLimitWait(out.job_id, out.entity, out.retry_in))
-        _log.info("retrying %s chunk %d in %.2fs", out.entity, out.chunk_index, out.retry_in)
+        # The engine has emitted RetryScheduled or, for a server-timed rate limit, RateLimitWait.
+        verb = "waiting for the rate limit of" if out.waiting else "retrying"
+        _log.info("%s %s chunk %d: %.2fs", verb, out.entity, out.chunk_index, out.retry_in)
         await self._sleep(out.retry_in)
 
     async def _sleep(self, seconds: float) -> bool:

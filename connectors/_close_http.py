@@ -2,80 +2,32 @@
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 from attrs import frozen
 
-from statesync.errors import (
-    ConnectorError,
-    MalformedResponseError,
-    error_for_status,
-    parse_retry_after,
-)
-
-_PART = re.compile(r"^\s*([A-Za-z_-]+)\s*=\s*\"?([^\"]*)\"?\s*$")
+from statesync._models import RateInfo
+from statesync._ratelimit import rate_info_from_headers, retry_after_from_headers
+from statesync.errors import ConnectorError, MalformedResponseError, error_for_status
 
 
-@frozen
-class RateLimit:
-    """One ``RateLimit: limit=L, remaining=R, reset=S`` header; ``reset`` in seconds."""
-
-    limit: int | None = None
-    remaining: int | None = None
-    reset: float | None = None
-
-
-def parse_rate_limit(value: str | None) -> RateLimit | None:
+def parse_rate_limit(value: str | None) -> RateInfo | None:
     """Parse Close's ``RateLimit`` header; ``,`` and ``;`` both separate its parts.
 
     Unknown parts and unparsable numbers are ignored rather than failing a page that
     was otherwise answered; ``None`` when nothing usable is present.
     """
-    if not value:
-        return None
-    parts: dict[str, str] = {}
-    for chunk in re.split(r"[,;]", value):
-        found = _PART.match(chunk)
-        if found is not None:
-            parts[found.group(1).lower()] = found.group(2)
-    parsed = RateLimit(
-        limit=_int(parts.get("limit")),
-        remaining=_int(parts.get("remaining")),
-        reset=_float(parts.get("reset")),
-    )
-    return None if parsed == RateLimit() else parsed
+    return rate_info_from_headers({"RateLimit": value}) if value else None
 
 
-def _float(raw: str | None) -> float | None:
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) and value >= 0 else None
-
-
-def _int(raw: str | None) -> int | None:
-    value = _float(raw)
-    return None if value is None else int(value)
-
-
-def retry_delay(headers: httpx.Headers) -> float | None:
+def retry_delay(headers: Mapping[str, str]) -> float | None:
     """Seconds a 429 asks for: the larger of ``Retry-After`` and the ``RateLimit`` reset.
 
     Close sends both; coming back before either says is how a client earns another 429.
     """
-    candidates = [parse_retry_after(headers.get("Retry-After"))]
-    rate = parse_rate_limit(headers.get("RateLimit"))
-    if rate is not None and rate.reset:
-        candidates.append(rate.reset)
-    delays = [d for d in candidates if d is not None and d > 0]
-    return max(delays) if delays else None
+    return retry_after_from_headers(headers)
 
 
 def error_from(response: httpx.Response, described: str) -> ConnectorError:

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
 
-from statesync._models import RateInfo
+from statesync._ratelimit import retry_after_from_headers
 from statesync.errors import (
     BadRequestError,
     ConnectorError,
     ErrorKind,
     error_for_kind,
     error_for_status,
-    parse_retry_after,
 )
 
 TimeFormat = Literal["iso8601", "epoch_s", "epoch_ms"]
@@ -80,63 +78,6 @@ def link_next(value: str | None) -> str | None:
         rels = " ".join(_REL.findall(params)).lower().split()
         if "next" in rels:
             return str(target)
-    return None
-
-
-# -- rate information ---------------------------------------------------------------
-# LOCAL ADAPTER until statesync._ratelimit (issue 9, helper h-rate) is on main: same
-# signatures as the shared parser, so switching is an import change.
-
-_PART = re.compile(r"^\s*([A-Za-z_-]+)\s*=\s*\"?([^\"]*)\"?\s*$")
-
-
-def _number(raw: str | None) -> float | None:
-    try:
-        value = float(raw) if raw is not None else None
-    except ValueError:
-        return None
-    return value if value is not None and math.isfinite(value) and value >= 0 else None
-
-
-def rate_info_from_headers(
-    headers: Mapping[str, str], *, now: float | None = None
-) -> RateInfo | None:
-    """``RateLimit: limit=, remaining=, reset=`` or ``X-RateLimit-*`` (reset in epoch s)."""
-    lower = {k.lower(): v for k, v in headers.items()}
-    combined = lower.get("ratelimit")
-    if combined:
-        parts = {}
-        for chunk in re.split(r"[,;]", combined):
-            found = _PART.match(chunk)
-            if found is not None:
-                parts[found.group(1).lower()] = found.group(2)
-        limit, remaining = _number(parts.get("limit")), _number(parts.get("remaining"))
-        reset = _number(parts.get("reset"))
-    else:
-        limit = _number(lower.get("x-ratelimit-limit"))
-        remaining = _number(lower.get("x-ratelimit-remaining"))
-        at = _number(lower.get("x-ratelimit-reset"))
-        reset = None if at is None else max(0.0, at - (time.time() if now is None else now))
-    if limit is None and remaining is None and reset is None:
-        return None
-    return RateInfo(
-        limit=None if limit is None else int(limit),
-        remaining=None if remaining is None else int(remaining),
-        reset=reset,
-    )
-
-
-def retry_after_from_headers(
-    headers: Mapping[str, str], *, now: float | None = None
-) -> float | None:
-    """Seconds the server asks for: ``Retry-After``, else an exhausted budget's reset."""
-    lower = {k.lower(): v for k, v in headers.items()}
-    asked = parse_retry_after(lower.get("retry-after"), now=now)
-    if asked is not None:
-        return asked
-    rate = rate_info_from_headers(headers, now=now)
-    if rate is not None and rate.remaining == 0 and rate.reset:
-        return rate.reset
     return None
 
 

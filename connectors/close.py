@@ -35,16 +35,14 @@ dates being broken consistently (the emulator breaks them by id).
 
 Rate limits: a 429 becomes :class:`~statesync.errors.RateLimitedError` whose
 ``retry_after`` is the larger of ``Retry-After`` and the ``RateLimit`` header's
-``reset``. When an answer says ``remaining`` is at or below ``pace_at_remaining``, the
-next request waits until ``reset`` first, instead of spending a request on a 429;
-retrying is still the engine's job.
+``reset``. Every answer's ``RateLimit`` header goes to the engine as the page's
+:class:`~statesync.RateInfo`; the account's rate budget paces the next requests by it
+(waiting for ``reset`` when nothing remains) instead of spending a request on a 429.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import Any
@@ -54,6 +52,7 @@ import attrs
 import httpx
 
 from statesync._models import FetchState, Page, PageRequest, RateInfo, Record, SyncMode
+from statesync._ratelimit import rate_info_from_headers
 from statesync.connector import BaseConnector
 from statesync.connectors._close_endpoints import (
     CREATED,
@@ -63,13 +62,7 @@ from statesync.connectors._close_endpoints import (
     Endpoint,
     endpoint,
 )
-from statesync.connectors._close_http import (
-    RateLimit,
-    error_from,
-    parse_rate_limit,
-    read_list,
-    retry_delay,
-)
+from statesync.connectors._close_http import error_from, parse_rate_limit, read_list, retry_delay
 from statesync.connectors._close_paging import MAX_LIMIT, Plan, Position, absorb, parse_date, plan
 from statesync.errors import MalformedResponseError, translate
 
@@ -80,7 +73,6 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "CloseConnector",
     "Endpoint",
-    "RateLimit",
     "parse_rate_limit",
     "retry_delay",
 ]
@@ -110,7 +102,6 @@ class CloseConnector(BaseConnector):
         fields: Mapping[str, Sequence[str]] | None = None,
         client: httpx.AsyncClient | None = None,
         timeout: float = 60.0,
-        pace_at_remaining: int = 0,
     ) -> None:
         for entity in (*entities, *(fields or {})):
             endpoint(entity)  # fail at construction, not on the first page
@@ -121,10 +112,8 @@ class CloseConnector(BaseConnector):
         self._base = base_url.rstrip("/")
         self._path = urlsplit(self._base).path
         self._skip_cap = skip_cap
-        self._pace_at = pace_at_remaining
         self._owns_client = client is None
         self._client = client if client is not None else httpx.AsyncClient(timeout=timeout)
-        self._resume_at = 0.0
 
     @property
     def account(self) -> str:
@@ -143,7 +132,7 @@ class CloseConnector(BaseConnector):
         described = f"GET {self._path}/{ep.path} ({_show(params)})"
         response = await self._get(ep.path, params, described)
         body = read_list(response, described, tuple(dict.fromkeys(("id", CREATED, key))))
-        rate = _rate_info(response.headers)
+        rate = rate_info_from_headers(response.headers)
         if request.state.metadata.get(_PLANNED):
             # A planned page: its records are judged against the checkpoint in settle().
             return Page(
@@ -217,29 +206,15 @@ class CloseConnector(BaseConnector):
         return params
 
     async def _get(self, path: str, params: Mapping[str, Any], described: str) -> httpx.Response:
-        await self._wait_for_budget()
         try:
             response = await self._client.get(
                 f"{self._base}/{path}", params=params, auth=self._auth
             )
         except httpx.HTTPError as exc:
             raise translate(exc, request=described) from exc
-        self._note_budget(response.headers)
         if not response.is_success:
             raise error_from(response, described)
         return response
-
-    async def _wait_for_budget(self) -> None:
-        delay = self._resume_at - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-    def _note_budget(self, headers: httpx.Headers) -> None:
-        rate = parse_rate_limit(headers.get("RateLimit"))
-        if rate is None or rate.remaining is None or not rate.reset:
-            return
-        if rate.remaining <= self._pace_at:
-            self._resume_at = max(self._resume_at, time.monotonic() + rate.reset)
 
     async def aclose(self) -> None:
         if self._owns_client:
@@ -288,13 +263,6 @@ def _records(
         raise MalformedResponseError(
             "a list item has a date that is not ISO-8601", request=described
         ) from exc
-
-
-def _rate_info(headers: httpx.Headers) -> RateInfo | None:
-    rate = parse_rate_limit(headers.get("RateLimit"))
-    if rate is None:
-        return None
-    return RateInfo(limit=rate.limit, remaining=rate.remaining, reset=rate.reset)
 
 
 def _since(ep: Endpoint, key: str, request: PageRequest) -> str | None:

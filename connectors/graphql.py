@@ -50,6 +50,7 @@ import httpx
 from attrs import field, frozen
 
 from statesync._models import JSON, FetchState, Page, PageRequest, ResumableFetchOptions, SyncMode
+from statesync._ratelimit import rate_info_from_headers, retry_after_from_headers
 from statesync.connector import BaseConnector, Partitioning
 from statesync.errors import (
     BadRequestError,
@@ -59,7 +60,6 @@ from statesync.errors import (
     MissingExtraError,
     RateLimitedError,
     error_for_status,
-    parse_retry_after,
     translate,
 )
 
@@ -126,10 +126,10 @@ class _Configured:
 
 @attrs.define
 class _HttpProbe:
-    """The HTTP status and Retry-After of this task's request (GraphQL bodies hide them)."""
+    """The HTTP status and headers of this task's request (GraphQL bodies hide them)."""
 
     status: int | None = None
-    retry_after: str | None = None
+    headers: Mapping[str, str] = attrs.field(factory=dict)
 
 
 # One probe per fetch_page call: a context variable keeps concurrent entities apart.
@@ -142,7 +142,7 @@ async def _observe(response: httpx.Response) -> None:
     probe = _PROBE.get()
     if probe is not None:
         probe.status = response.status_code
-        probe.retry_after = response.headers.get("Retry-After")
+        probe.headers = response.headers
 
 
 class GraphQLConnector(BaseConnector):
@@ -224,8 +224,11 @@ class GraphQLConnector(BaseConnector):
         size = min(request.page_size, configured.entity.max_page_size)
         variables = _variables(configured, request, size)
         shown = self._describe(plan, variables)
-        data = await self._execute(plan, variables, shown)
-        return read_page(data, plan, configured.fields, request, size, shown)
+        probe = _HttpProbe()
+        data = await self._execute(plan, variables, shown, probe)
+        page = read_page(data, plan, configured.fields, request, size, shown)
+        rate = rate_info_from_headers(probe.headers)
+        return page if rate is None else attrs.evolve(page, rate=rate)
 
     async def aclose(self) -> None:
         if self._connected:
@@ -249,8 +252,9 @@ class GraphQLConnector(BaseConnector):
         shown = ", ".join(f"{name}={variables.get(name)!r}" for name in names)
         return f"POST {self._shown_url} {plan.where} ({shown})"
 
-    async def _execute(self, plan: QueryPlan, variables: dict[str, Any], shown: str) -> Any:
-        probe = _HttpProbe()
+    async def _execute(
+        self, plan: QueryPlan, variables: dict[str, Any], shown: str, probe: _HttpProbe
+    ) -> Any:
         token = _PROBE.set(probe)
         try:
             if not self._connected:
@@ -403,7 +407,8 @@ def _refine(error: ConnectorError, probe: _HttpProbe) -> ConnectorError:
             cls = by_status
     retry_after = error.retry_after
     if cls is RateLimitedError and retry_after is None:
-        retry_after = parse_retry_after(probe.retry_after)
+        # GitHub answers an exhausted quota with a 200: the wait is in its headers.
+        retry_after = retry_after_from_headers(probe.headers)
     return cls(
         error.message, request=error.request, status=status or error.status, retry_after=retry_after
     )

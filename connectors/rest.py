@@ -44,6 +44,7 @@ from statesync._models import (
     ResumableFetchOptions,
     SyncMode,
 )
+from statesync._ratelimit import rate_info_from_headers
 from statesync.connector import BaseConnector, Partitioning
 from statesync.connectors._rest_anchor import Anchor, Key, absorb, plan
 from statesync.connectors._rest_http import (
@@ -54,7 +55,6 @@ from statesync.connectors._rest_http import (
     format_time,
     missing,
     parse_time,
-    rate_info_from_headers,
 )
 from statesync.connectors._rest_paging import (
     PAGINATORS,
@@ -414,7 +414,8 @@ class RESTConnector(BaseConnector):
             extra.update(ask.params)
             if ent.page_size_param:
                 extra[ent.page_size_param] = limit
-            extra.update(self._filters(ent, request, lower))
+        # Also over a next-page URL: the engine may have narrowed the window since.
+        extra.update(self._filters(ent, request, lower))
         url = ask.url or f"{self._base}/{ent.path.lstrip('/')}"
         query: dict[str, Any] = {} if ask.url else dict(ent.params)
         body: dict[str, Any] | None = dict(ent.body) if ent.method == "POST" else None
@@ -514,6 +515,7 @@ class RESTConnector(BaseConnector):
             metadata=token.metadata,
             total=total,
             rate=rate_info_from_headers(answer.headers),
+            request=answer.described,
         )
 
     async def aclose(self) -> None:

@@ -15,6 +15,7 @@ from statesync._budget import (
     RedisRateBudget,
 )
 from statesync._chunk import ChunkOutcome, apply_trigger, perform_sync_chunk
+from statesync._gc import collect_orphan_staging, find_orphan_staging
 from statesync._jobconfig import JobConfig, job_config_from_mapping, load_job_config
 from statesync._listeners import LoggingListener, ProgressDisplay
 from statesync._machine import STATES, TRANSITIONS, TransitionDef, next_state
@@ -42,16 +43,17 @@ from statesync._plugins import (
     open_connector,
     resolve_connector,
 )
-from statesync._policy import ChunkPolicy, KindOverride, PolicySet, RetryPolicy
+from statesync._policy import ChunkPolicy, KindOverride, PolicySet, RetryDecision, RetryPolicy
 from statesync._policy_config import (
     PolicyConfigError,
     load_policies,
     policies_from_env,
     policies_from_mapping,
 )
+from statesync._ratelimit import rate_info_from_headers, retry_after_from_headers
 from statesync._redact import redact
 from statesync.connector import BaseConnector, Partitioning
-from statesync.destination import Destination
+from statesync.destination import Destination, StagedTable, StagingCheck
 from statesync.events import Emitter, Event, Listener
 from statesync.store import StateStore
 
@@ -92,7 +94,10 @@ __all__ = [
     "RedisBudgets",
     "RedisRateBudget",
     "ResumableFetchOptions",
+    "RetryDecision",
     "RetryPolicy",
+    "StagedTable",
+    "StagingCheck",
     "StateStore",
     "SyncMode",
     "SyncState",
@@ -100,6 +105,8 @@ __all__ = [
     "TransitionDef",
     "TransitionRecord",
     "apply_trigger",
+    "collect_orphan_staging",
+    "find_orphan_staging",
     "installed_connectors",
     "job_config_from_mapping",
     "job_factory",
@@ -110,6 +117,8 @@ __all__ = [
     "perform_sync_chunk",
     "policies_from_env",
     "policies_from_mapping",
+    "rate_info_from_headers",
     "redact",
     "resolve_connector",
+    "retry_after_from_headers",
 ]

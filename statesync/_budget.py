@@ -8,16 +8,26 @@ one of the few places that may) and reports back what the provider said: a 429
 global): a plain registry holds in-memory budgets for one process; :class:`RedisBudgets`
 shares one budget between processes and Inngest steps.
 
-Pacing is GCRA (a virtual-time token bucket): requests are spread ``1 / rate`` apart
-and at most ``burst`` may start at once after an idle spell. The pace aims at
-``headroom`` (95 %) of the configured limit, drops by half on a 429 (and pauses for its
-``Retry-After``), and climbs back by a tenth of the limit per second. Of the provider's
-burst the budget uses half, keeping the rest for requests that arrive early or late.
+Pacing is GCRA (a virtual-time token bucket): requests are spread ``1 / pace`` apart
+and at most ``burst`` may start at once after an idle spell. Of the provider's burst the
+budget uses half, keeping the rest for requests that arrive early or late.
+
+With a configured limit the pace aims at ``headroom`` (95 %) of it, drops by half on a
+429 (and pauses for its ``Retry-After``), and climbs back by a tenth of the limit per
+second: the limit stays a ceiling. Without one (the default) the budget learns the
+provider's limit by AIMD, the shape TCP uses: it sends at full speed until the first
+429 or a report that nothing remains, then cuts the pace to 80 % of the rate it was
+sending at, and adds 2 % of that rate (at least half a request) per second of
+successful requests (a share per success), so it probes upwards slowly and cuts again
+when it finds the limit. Cuts come at most once per calm spell (the pause plus a
+second), so the 429s of one burst count once. A ``remaining``/``reset`` report caps the
+pace at what remains until the reset, with or without a configured limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -42,22 +52,38 @@ __all__ = [
 ]
 
 _RECOVERY = 0.1
-"""Share of the limit per second by which the pace climbs back after a cut."""
+"""Share of the configured limit per second by which the pace climbs back after a cut."""
 _FLOOR = 0.1
-"""The pace never drops below this share of the limit."""
+"""The pace never drops below this share of the configured limit."""
+_DECREASE = 0.8
+"""A learned pace is cut to this share of the rate the 429 met."""
+_INCREASE = 0.02
+"""Share of the rate at the last cut that a learned pace gains per second of successes."""
+_MIN_PACE = 0.5
+"""Requests per second a learned pace never drops below."""
+_MIN_STEP = 0.5
+"""Requests per second a learned pace gains per second at least, so a cut made while
+little was sent (another client spent the quota) does not take minutes to undo."""
+_FIRST_WINDOW = 0.2
+"""Seconds the first requests' rate is measured over at least (a burst is not a rate)."""
+_CALM = 1.0
+"""Seconds after a pause ends in which further 429s (of requests sent before) cut nothing."""
 
 
 @frozen
 class RateSettings:
-    """A provider's limit for one account: requests per second and tolerated burst."""
+    """A provider's limit for one account: requests per second and tolerated burst.
 
-    rate: float
+    ``rate=None`` is an unknown limit: the budget learns it (see the module docs).
+    """
+
+    rate: float | None
     burst: int = 1
     headroom: float = 0.95
 
     @property
-    def target(self) -> float:
-        return self.rate * self.headroom
+    def target(self) -> float | None:
+        return None if self.rate is None else self.rate * self.headroom
 
     @property
     def own_burst(self) -> int:
@@ -77,7 +103,15 @@ class RateBudget(Protocol):
         """The provider answered 429: slow down, and pause ``retry_after`` seconds."""
 
     async def observe(self, info: RateInfo) -> None:
-        """The provider reported the account's remaining requests."""
+        """A request succeeded; ``info`` is what the provider reported with it (maybe
+        nothing: ``RateInfo()``)."""
+
+
+def _usable(seconds: float | None, default: float) -> float:
+    """A pause length: finite, within a day; anything else is ``default``."""
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0 or seconds > 86400:
+        return default
+    return seconds
 
 
 class MemoryRateBudget:
@@ -95,32 +129,58 @@ class MemoryRateBudget:
         self._sleep = sleep
         self._lock = threading.Lock()
         now = clock()
-        self._pace = settings.target
+        self._pace = settings.target or 0.0
+        """Requests per second let through; 0 is unpaced (a limit not met yet)."""
         self._updated = now
         self._tat = now
         self._paused_until = 0.0
         self._cap = 0.0
         self._cap_until = 0.0
+        self._calm_until = 0.0
+        self._step = 0.0
+        self._window = (now, 0)
+        self._sent = 0.0
         self.requests = 0
         self.throttles = 0
 
     @property
-    def pace(self) -> float:
-        """Requests per second the budget currently lets through."""
-        return self._pace
+    def pace(self) -> float | None:
+        """Requests per second the budget currently lets through; ``None``: unpaced."""
+        return self._pace or None
+
+    def _sending(self, now: float) -> float:
+        """Requests per second sent lately: the last full second and the current one."""
+        start, count = self._window
+        elapsed = now - start
+        if elapsed >= 1.0:
+            return self._sent
+        if not self._sent:
+            return count / max(elapsed, _FIRST_WINDOW)  # no full second measured yet
+        return count + self._sent * (1.0 - elapsed)
+
+    def _count(self, now: float) -> None:
+        start, count = self._window
+        if now - start >= 1.0:
+            self._sent = count / (now - start)
+            start, count = now, 0
+        self._window = (start, count + 1)
 
     def _reserve(self) -> float:
         with self._lock:
             now = self._clock()
             target = self.settings.target
-            self._pace = min(target, self._pace + (now - self._updated) * target * _RECOVERY)
+            if target is not None:
+                self._pace = min(target, self._pace + (now - self._updated) * target * _RECOVERY)
             self._updated = now
-            pace = min(self._pace, self._cap) if now < self._cap_until else self._pace
-            interval = 1.0 / pace
+            self._count(now)
+            self.requests += 1
+            pace = self._pace or math.inf
+            if now < self._cap_until:
+                pace = min(pace, self._cap)
+            interval = 0.0 if math.isinf(pace) else 1.0 / pace
             tolerance = (self.settings.own_burst - 1) * interval
             start = max(now, self._tat - tolerance, self._paused_until)
             self._tat = max(self._tat, start) + interval
-            self.requests += 1
             return start - now
 
     async def acquire(self) -> None:
@@ -128,28 +188,49 @@ class MemoryRateBudget:
         if wait > 0:
             await self._sleep(wait)
 
+    def _cut(self, now: float) -> None:
+        if now < self._calm_until:
+            return
+        target = self.settings.target
+        if target is not None:
+            self._pace = max(target * _FLOOR, self._pace * 0.5)
+            return
+        sending = self._sending(now)
+        base = min(self._pace, sending) if self._pace and sending else self._pace or sending
+        base = max(base, _MIN_PACE / _DECREASE)
+        self._pace = base * _DECREASE
+        self._step = max(_MIN_STEP, base * _INCREASE)
+
+    def _pause(self, now: float, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, now + seconds)
+        self._tat = max(self._tat, self._paused_until)
+        self._calm_until = max(self._calm_until, self._paused_until + _CALM)
+
     async def throttled(self, retry_after: float | None) -> None:
         with self._lock:
             now = self._clock()
             self.throttles += 1
-            self._pace = max(self.settings.target * _FLOOR, self._pace * 0.5)
+            self._cut(now)
             self._updated = now
-            self._paused_until = max(self._paused_until, now + (retry_after or 1.0))
-            self._tat = max(self._tat, self._paused_until)
+            self._pause(now, _usable(retry_after, 1.0))
 
     async def observe(self, info: RateInfo) -> None:
-        if info.remaining is None or not info.reset:
-            return
         with self._lock:
             now = self._clock()
+            if self.settings.target is None and self._pace:
+                # Additive increase: a share per success, so a second of them adds _step.
+                self._pace += self._step / self._pace
+            if info.remaining is None or not info.reset:
+                return
+            reset = _usable(info.reset, 1.0)
             if info.remaining <= 0:
-                self._paused_until = max(self._paused_until, now + info.reset)
-                self._tat = max(self._tat, self._paused_until)
+                self._cut(now)
+                self._pause(now, reset)
                 return
             # What is left must last until the reset: cap the pace until then.
-            allowed = info.remaining / info.reset
-            if allowed < self._pace:
-                self._cap, self._cap_until = max(allowed, 0.5), now + info.reset
+            allowed = info.remaining / reset
+            if not self._pace or allowed < self._pace:
+                self._cap, self._cap_until = max(allowed, 0.5), now + reset
 
 
 BudgetFactory = Callable[[str, RateSettings], RateBudget]
@@ -176,59 +257,104 @@ class BudgetRegistry:
         with self._lock:
             self._budgets.clear()
 
-    def for_connector(self, connector: BaseConnector, policy: ChunkPolicy) -> RateBudget | None:
-        """The budget of ``connector``'s account under ``policy``; ``None`` without a limit."""
-        if policy.rate_limit is None:
-            return None
+    def for_connector(self, connector: BaseConnector, policy: ChunkPolicy) -> RateBudget:
+        """The budget of ``connector``'s account under ``policy``: paced below its
+        ``rate_limit``, or learning the provider's limit when it sets none."""
         burst = policy.rate_burst or 1
         return self.get(connector.account, RateSettings(policy.rate_limit, burst))
 
 
 # -- Redis ---------------------------------------------------------------------
 
-# KEYS[1]: the budget hash. ARGV: target pace, burst, op ("acquire" | "throttle" |
-# "observe"), op argument (retry_after | remaining), reset, recovery share, floor share.
-# Time is Redis's own, so every process shares one clock. Returns the seconds to wait.
+# KEYS[1]: the budget hash. ARGV: target pace (0: learn the limit), burst, op
+# ("acquire" | "throttle" | "observe"), op argument (retry_after | remaining), reset, then
+# the constants: recovery, floor, decrease, increase, minimum pace, calm, minimum step,
+# first window. The same
+# algorithm as MemoryRateBudget, with Redis's clock, so every process shares one.
+# Returns the seconds to wait.
 _SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local target, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local op = ARGV[3]
-local s = redis.call('HMGET', KEYS[1], 'pace', 'updated', 'tat', 'paused', 'cap', 'cap_until')
+local op, arg, reset = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local recovery, floor, decrease = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local increase, min_pace, calm = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local min_step, first_window = tonumber(ARGV[12]), tonumber(ARGV[13])
+local s = redis.call('HMGET', KEYS[1], 'pace', 'updated', 'tat', 'paused', 'cap', 'cap_until',
+  'calm_until', 'step', 'win_start', 'win_count', 'sent')
 local pace = tonumber(s[1]) or target
 local updated = tonumber(s[2]) or now
 local tat = tonumber(s[3]) or now
 local paused = tonumber(s[4]) or 0
 local cap = tonumber(s[5]) or 0
 local cap_until = tonumber(s[6]) or 0
-pace = math.min(target, pace + (now - updated) * target * tonumber(ARGV[6]))
+local calm_until = tonumber(s[7]) or 0
+local step = tonumber(s[8]) or 0
+local win_start = tonumber(s[9]) or now
+local win_count = tonumber(s[10]) or 0
+local sent = tonumber(s[11]) or 0
+if target > 0 then
+  pace = math.min(target, pace + (now - updated) * target * recovery)
+end
 local wait = 0
+local function cut()
+  if now < calm_until then return end
+  if target > 0 then
+    pace = math.max(target * floor, pace * 0.5)
+    return
+  end
+  local elapsed = now - win_start
+  local sending = sent
+  if elapsed < 1 and sent <= 0 then sending = win_count / math.max(elapsed, first_window)
+  elseif elapsed < 1 then sending = win_count + sent * (1 - elapsed) end
+  local base = pace
+  if pace > 0 and sending > 0 then base = math.min(pace, sending)
+  elseif pace <= 0 then base = sending end
+  base = math.max(base, min_pace / decrease)
+  pace = base * decrease
+  step = math.max(min_step, base * increase)
+end
+local function pause(seconds)
+  paused = math.max(paused, now + seconds)
+  tat = math.max(tat, paused)
+  calm_until = math.max(calm_until, paused + calm)
+end
 if op == 'acquire' then
+  if now - win_start >= 1 then
+    sent = win_count / (now - win_start)
+    win_start, win_count = now, 0
+  end
+  win_count = win_count + 1
   local p = pace
-  if now < cap_until then p = math.min(pace, cap) end
-  local interval = 1 / p
+  if p <= 0 then p = math.huge end
+  if now < cap_until then p = math.min(p, cap) end
+  local interval = 0
+  if p < math.huge then interval = 1 / p end
   local start = math.max(now, tat - (burst - 1) * interval, paused)
   tat = math.max(tat, start) + interval
   wait = start - now
 elseif op == 'throttle' then
-  pace = math.max(target * tonumber(ARGV[7]), pace * 0.5)
-  paused = math.max(paused, now + tonumber(ARGV[4]))
-  tat = math.max(tat, paused)
+  cut()
+  pause(arg)
 elseif op == 'observe' then
-  local remaining, reset = tonumber(ARGV[4]), tonumber(ARGV[5])
-  if remaining <= 0 then
-    paused = math.max(paused, now + reset)
-    tat = math.max(tat, paused)
-  elseif remaining / reset < pace then
-    cap = math.max(remaining / reset, 0.5)
-    cap_until = now + reset
+  if target <= 0 and pace > 0 then pace = pace + step / pace end
+  if arg >= 0 and reset > 0 then
+    if arg <= 0 then
+      cut()
+      pause(reset)
+    elseif pace <= 0 or arg / reset < pace then
+      cap = math.max(arg / reset, 0.5)
+      cap_until = now + reset
+    end
   end
 end
 redis.call('HSET', KEYS[1], 'pace', pace, 'updated', now, 'tat', tat, 'paused', paused,
-  'cap', cap, 'cap_until', cap_until)
+  'cap', cap, 'cap_until', cap_until, 'calm_until', calm_until, 'step', step,
+  'win_start', win_start, 'win_count', win_count, 'sent', sent)
 redis.call('EXPIRE', KEYS[1], 3600)
 return tostring(wait)
 """
+_CONSTANTS = (_RECOVERY, _FLOOR, _DECREASE, _INCREASE, _MIN_PACE, _CALM, _MIN_STEP, _FIRST_WINDOW)
 
 
 class RedisRateBudget:
@@ -242,7 +368,7 @@ class RedisRateBudget:
 
     async def _run(self, op: str, arg: float = 0.0, reset: float = 0.0) -> float:
         s = self.settings
-        args = [s.target, s.own_burst, op, arg, reset, _RECOVERY, _FLOOR]
+        args = [s.target or 0.0, s.own_burst, op, arg, reset, *_CONSTANTS]
         try:
             reply = await self._script(keys=[self.key], args=args)
         except Exception as exc:
@@ -257,11 +383,13 @@ class RedisRateBudget:
             await asyncio.sleep(wait)
 
     async def throttled(self, retry_after: float | None) -> None:
-        await self._run("throttle", retry_after or 1.0)
+        await self._run("throttle", _usable(retry_after, 1.0))
 
     async def observe(self, info: RateInfo) -> None:
         if info.remaining is not None and info.reset:
-            await self._run("observe", info.remaining, info.reset)
+            await self._run("observe", info.remaining, _usable(info.reset, 1.0))
+        elif self.settings.target is None:
+            await self._run("observe", -1.0)  # a success: the learned pace climbs
 
 
 class RedisBudgets(BudgetRegistry):

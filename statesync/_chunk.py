@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -25,6 +25,7 @@ from statesync._models import (
     ErrorInfo,
     FetchState,
     Lease,
+    SyncMode,
     SyncState,
     TransitionRecord,
 )
@@ -37,6 +38,7 @@ from statesync.events import (
     ChunkFinished,
     ChunkStarted,
     Emitter,
+    RateLimitWait,
     RetryScheduled,
     TransitionEvent,
 )
@@ -65,6 +67,8 @@ class ChunkOutcome:
     attempts: int = 0
     error: ErrorInfo | None = None
     retry_in: float | None = None
+    waiting: bool = False
+    """The retry waits for the server's rate limit (``Retry-After``, a reset): not a failure."""
     interrupted: bool = False
     already_done: bool = False
 
@@ -88,6 +92,7 @@ class _Chunk:
     pages: int = 0
     records: int = 0
     retry_delay: float | None = None
+    waiting: bool = False
 
     async def save(self, **changes: Any) -> None:
         now = _now()
@@ -95,7 +100,14 @@ class _Chunk:
         await self.store.save(new, lease=self.lease)
         self.rec = new
 
-    async def fire(self, trigger: str, error: ErrorInfo | None = None, **changes: Any) -> None:
+    async def fire(
+        self,
+        trigger: str,
+        error: ErrorInfo | None = None,
+        *,
+        note: str | None = None,
+        **changes: Any,
+    ) -> None:
         rec, now = self.rec, _now()
         dest = next_state(rec.entity, rec.state, trigger)
         new = attrs.evolve(
@@ -106,7 +118,9 @@ class _Chunk:
             state_since=now if dest != rec.state else rec.state_since,
             **changes,
         )
-        transition = TransitionRecord(trigger, rec.state, dest, now, new.chunk_index, error)
+        transition = TransitionRecord(
+            trigger, rec.state, dest, now, new.chunk_index, error, note=note
+        )
         crash_point("before_transition")
         await self.store.save(new, transition=transition, lease=self.lease)
         crash_point("after_transition")
@@ -165,7 +179,9 @@ async def perform_sync_chunk(
         return run.outcome(expected_chunk, already_done=True)
     if rec.state in (SyncState.COMPLETE, SyncState.FAILED, SyncState.CANCELLED):
         return run.outcome(rec.chunk_index, already_done=True)
-    index = rec.chunk_index
+    if await _reconcile(run, destination):
+        return run.outcome(rec.chunk_index)
+    index = run.rec.chunk_index
     await _enter_fetching(run, connector)
     run.emitter.emit(ChunkStarted(job_id, entity, index))
     started = time.monotonic()
@@ -186,13 +202,58 @@ async def perform_sync_chunk(
         await _close_chunk(run, destination, _pace(run, started))
     except ConnectorError as exc:
         await _record_failure(run, exc, retry_policy or RetryPolicy())
-    out = run.outcome(index, retry_in=run.retry_delay)
+    out = run.outcome(index, retry_in=run.retry_delay, waiting=run.waiting)
     run.emitter.emit(
         ChunkFinished(
             job_id, entity, index, run.pages, run.records, time.monotonic() - started, run.rec.state
         )
     )
     return out
+
+
+_SWAPPED_NOTE = (
+    "reconciled: the destination already swapped in this job instance's data, so the "
+    "store (restored from an earlier snapshot?) was behind; the entity is complete"
+)
+_RESTART_NOTE = (
+    "reconciled: the store recorded progress but the destination has no staging data for "
+    "this job instance (dropped, or restored from an earlier snapshot?); the full sync "
+    "starts over"
+)
+_TO_FETCHING = {SyncState.PENDING: "start", SyncState.CHUNK_DONE: "next_chunk"}
+
+
+async def _reconcile(run: _Chunk, destination: Destination) -> bool:
+    """Bring the store in line with the destination; True when the entity is now complete.
+
+    Only full syncs can disagree: an incremental sync upserts into the live table, so
+    replaying pages from an older checkpoint is harmless.
+    """
+    rec = run.rec
+    if rec.mode is not SyncMode.FULL:
+        return False
+    check = await destination.inspect(rec.destination_job, rec.entity)
+    if check.swapped:
+        await _fire_to_fetching(run, _SWAPPED_NOTE)
+        done = attrs.evolve(run.rec.fetch_state, has_more=False)
+        index = run.rec.chunk_index + 1
+        await run.fire("complete", note=_SWAPPED_NOTE, fetch_state=done, chunk_index=index)
+        return True
+    if not check.staged and _has_progress(rec.fetch_state):
+        trigger = _TO_FETCHING.get(rec.state, "retry_chunk")
+        await run.fire(trigger, note=_RESTART_NOTE, fetch_state=FetchState(), attempts=0)
+    return False
+
+
+async def _fire_to_fetching(run: _Chunk, note: str) -> None:
+    trigger = _TO_FETCHING.get(run.rec.state)
+    if trigger is not None:
+        await run.fire(trigger, note=note)
+
+
+def _has_progress(state: FetchState) -> bool:
+    """Whether the checkpoint says pages were already written to staging."""
+    return state.total_processed > 0 or any(p.records or p.done for p in state.partitions)
 
 
 async def _enter_fetching(run: _Chunk, connector: BaseConnector) -> None:
@@ -257,15 +318,32 @@ async def _close_chunk(run: _Chunk, destination: Destination, pace: float | None
 async def _record_failure(run: _Chunk, exc: ConnectorError, retry: RetryPolicy) -> None:
     rec = run.rec
     exc = exc.with_context(rec.entity, None)
-    error = ErrorInfo(exc.kind.value, str(exc), _now(), exc.retry_after)
+    now = _now()
     attempt = rec.attempts + 1
-    delay = retry.next_delay(attempt, exc)
-    if delay is None:
+    # Attempts count failures since the last landed page; so does the time waited.
+    last = rec.last_error
+    first = (last.first_at or last.at) if rec.attempts and last is not None else now
+    decision = retry.decide(attempt, exc, elapsed=(now - first).total_seconds())
+    message = str(exc)
+    if decision.delay is None and decision.reason is not None:
+        message = f"{message}; {decision.reason}"
+        if exc.retry_after is not None and decision.reason.startswith("the server asked"):
+            resume = now + timedelta(seconds=exc.retry_after)
+            message = f"{message}; resume it after {resume.isoformat(timespec='seconds')}"
+    error = ErrorInfo(exc.kind.value, message, now, exc.retry_after, first_at=first)
+    if decision.delay is None:
         await run.fire("fail", error, attempts=attempt, last_error=error)
         return
     await run.fire("retry_chunk", error, attempts=attempt, last_error=error)
-    run.emitter.emit(RetryScheduled(rec.job_id, rec.entity, rec.chunk_index, attempt, delay, error))
-    run.retry_delay = delay
+    if decision.waiting:
+        run.emitter.emit(RateLimitWait(rec.job_id, rec.entity, decision.delay))
+    else:
+        event = RetryScheduled(
+            rec.job_id, rec.entity, rec.chunk_index, attempt, decision.delay, error
+        )
+        run.emitter.emit(event)
+    run.retry_delay = decision.delay
+    run.waiting = decision.waiting
 
 
 async def apply_trigger(

@@ -10,7 +10,15 @@ from rich.console import Console
 from rich.table import Table
 
 from statesync._models import EntityRecord, SyncState
-from statesync.events import ChunkFinished, Event, RetryScheduled, TransitionEvent
+from statesync.events import (
+    ChunkFinished,
+    Event,
+    LeaseTakeover,
+    LeaseWait,
+    RateLimitWait,
+    RetryScheduled,
+    TransitionEvent,
+)
 
 _STYLE = {
     SyncState.COMPLETE: "green",
@@ -41,9 +49,36 @@ class ChunkLines:
                 f"failed ({event.cause.kind}); retry in {event.delay:.1f}s",
                 highlight=False,
             )
+        elif isinstance(event, RateLimitWait):
+            self.console.print(
+                f"{event.entity:<16} waiting {event.delay:.1f}s for the API's rate limit",
+                highlight=False,
+            )
         elif isinstance(event, TransitionEvent) and event.dest is SyncState.FAILED:
             message = event.error.message if event.error else "no error recorded"
             self.console.print(f"{event.entity:<16} FAILED: {message}", highlight=False)
+
+
+class LeaseLines:
+    """A listener that prints lease waits (a countdown) and takeovers, for stderr."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, LeaseWait):
+            until = "" if event.gives_up_in is None else f", giving up in {event.gives_up_in:.0f}s"
+            self.console.print(
+                f"{event.entity}: waiting for the lease held by {event.holder}; it lapses "
+                f"in {event.expires_in:.0f}s unless its worker renews it{until}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        elif isinstance(event, LeaseTakeover):
+            self.console.print(
+                f"{event.entity}: took the lease over from {event.previous}, whose process is gone",
+                highlight=False,
+            )
 
 
 def _ago(when: datetime | None, now: datetime) -> str:

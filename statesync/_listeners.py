@@ -57,7 +57,7 @@ class LoggingListener:
 
 
 def _level(event: Event) -> int:
-    if isinstance(event, RetryScheduled | RateLimitWait):
+    if isinstance(event, RetryScheduled):
         return logging.WARNING
     if isinstance(event, TransitionEvent) and event.dest is SyncState.FAILED:
         return logging.ERROR
@@ -92,6 +92,8 @@ def _message(event: Event, f: dict[str, Any]) -> str:
             f"{event.entity}: chunk {event.chunk_index} attempt {event.attempt} failed "
             f"({event.cause.kind}: {event.cause.message}); retry in {event.delay:.2f}s"
         )
+    if isinstance(event, RateLimitWait):
+        return f"{event.entity}: waiting {event.delay:.2f}s for the API's rate limit"
     if isinstance(event, JobFinished):
         return f"job {event.job_id} finished: " + ", ".join(
             f"{e}={s.value}" for e, s in event.states

@@ -196,6 +196,9 @@ class Page:
     """Records the API says the whole entity has, when it says so (for progress)."""
     rate: RateInfo | None = None
     """What the API said about the account's rate limit with this answer, if anything."""
+    request: str | None = None
+    """The request that was answered, as errors show it (method, path and the filters
+    sent, never a secret): the engine names it when a walk makes no progress."""
 
     def max_watermark(self) -> datetime | None:
         marks = [m for m in (r.watermark for r in self.records) if m is not None]
@@ -210,6 +213,9 @@ class ErrorInfo:
     message: str
     at: datetime
     retry_after: float | None = None
+    first_at: datetime | None = None
+    """When the failures without progress that this one continues began (``at`` for
+    the first): a server-timed rate limit is given up by this time, not by a count."""
 
 
 @frozen
@@ -278,6 +284,8 @@ class TransitionRecord:
     at: datetime
     chunk_index: int
     error: ErrorInfo | None = None
+    note: str | None = None
+    """Why the engine fired it when that is not the usual course (reconciliation)."""
 
 
 @frozen
@@ -294,10 +302,22 @@ class JobSpec:
 
 @frozen
 class Lease:
-    """The right to drive one entity, proven by a fencing token."""
+    """The right to drive one entity, proven by a fencing token.
+
+    ``host`` and ``pid`` name the holder's process when it said (the local runner does),
+    so a worker on the same host can tell a dead holder from a live one.
+    """
 
     job_id: str
     entity: str
     owner: str
     token: int
     expires_at: float
+    host: str | None = None
+    pid: int | None = None
+
+    def holder(self) -> str:
+        """Who holds it, for messages: ``owner (pid N on host)`` when known."""
+        if self.pid is None:
+            return self.owner
+        return f"{self.owner} (pid {self.pid} on {self.host or 'an unknown host'})"

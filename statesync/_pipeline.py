@@ -12,9 +12,10 @@ Three shapes, chosen per entity from the connector's capabilities and the policy
   request per window in flight; a page lands when it arrives and moves only its own
   window's cursor (see :mod:`statesync._partitions`).
 
-Every request first takes a slot from the account's rate budget, if the policy sets a
-limit. The chunk stops launching requests at its size (``iterations``) or when one more
-would end after its deadline (``target_duration``); requests in flight then land.
+Every request first takes a slot from the account's rate budget (paced below the
+policy's limit, or learning the provider's when none is set). The chunk stops launching
+requests at its size (``iterations``) or when one more would end after its deadline
+(``target_duration``); requests in flight then land.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ import attrs
 from statesync import _partitions
 from statesync._budget import RateBudget
 from statesync._failpoints import crash_point
-from statesync._models import FetchState, Page, PageRequest, TimeWindow
+from statesync._models import FetchState, Page, PageRequest, RateInfo, TimeWindow
 from statesync._policy import ChunkPolicy
+from statesync._progress import ProgressGuard
 from statesync.connector import BaseConnector, Partitioning
 from statesync.destination import Destination
 from statesync.errors import ConfigurationError, ConnectorError, ErrorKind
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from statesync._chunk import _Chunk
 
 _EWMA = 0.3
+_NO_REPORT = RateInfo()
 
 
 def _average(before: float | None, sample: float) -> float:
@@ -75,6 +78,8 @@ class Pipeline:
     land_time: float | None = None
     """Moving average of writing and checkpointing one page."""
     discarded: int = 0
+    guards: dict[TimeWindow | None, ProgressGuard] = attrs.field(factory=dict)
+    """One no-progress guard per walk: the stream (``None``) or a window's bounds."""
 
     # -- shared ---------------------------------------------------------------------
 
@@ -121,13 +126,18 @@ class Pipeline:
             if budget is not None and exc.kind is ErrorKind.RATE_LIMITED:
                 await budget.throttled(exc.retry_after)
             raise
-        if budget is not None and page.rate is not None:
-            await budget.observe(page.rate)
+        if budget is not None:
+            # Every success counts (a learned pace climbs on them), reported quota or not.
+            await budget.observe(page.rate or _NO_REPORT)
         self.fetch_time = _average(self.fetch_time, time.monotonic() - started)
         return page
 
     def landed_one(self) -> None:
         self.in_flight -= 1
+
+    def guard(self, request: PageRequest, page: Page, after: FetchState) -> None:
+        """Stop a walk that does not move (see :mod:`statesync._progress`)."""
+        self.guards.setdefault(request.window, ProgressGuard()).check(request, page, after)
 
     async def cancel(self, tasks: Iterable[asyncio.Task[Page]]) -> None:
         pending = [t for t in tasks if not t.done()]
@@ -155,8 +165,10 @@ class Pipeline:
         crash_point("after_page_write")
         # Only now, with the page committed, may the checkpoint move past it.
         keep = mark is None or (rec.watermark is not None and rec.watermark >= mark)
+        # A landed page is progress: the retry policy's count of failures starts over.
         await run.save(
             fetch_state=after,
+            attempts=0,
             api_calls=rec.api_calls + 1,
             total_hint=page.total if page.total is not None else rec.total_hint,
             watermark=rec.watermark if keep else mark,
@@ -202,6 +214,7 @@ class Pipeline:
                         continue
                     page = settled
                 after = current.advance(page)
+                self.guard(self.request(current), page, after)
                 if self.stopping() or not after.has_more:
                     await self.cancel([f.task for f in flights])
                     flights.clear()
@@ -259,6 +272,7 @@ class Pipeline:
                     self.landed_one()
                     crash_point("after_fetch")
                     assert flight.request.window is not None
+                    self.guard(flight.request, page, _window_after(flight.request, page))
                     state = _partitions.advance(
                         state,
                         flight.request.window,
@@ -289,6 +303,17 @@ class Pipeline:
             request = self.request(part.state(), window=part.window)
             task = self.launch(request)
             flights[task] = _Flight(request, task, order=order)
+
+
+def _window_after(request: PageRequest, page: Page) -> FetchState:
+    """Where one window's walk stands after ``page`` (what its next request sends)."""
+    metadata = page.metadata if page.metadata is not None else request.state.metadata
+    return FetchState(
+        offset=page.next_offset,
+        cursor=page.next_cursor,
+        has_more=page.has_more,
+        metadata=metadata,
+    )
 
 
 def partitioning_for(

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import attrs
 from attrs import field, frozen, validators
 
+from statesync._ratelimit import ABSURD_WAIT
 from statesync.errors import ConnectorError, ErrorKind
 
 _RETRYABLE_BY_DEFAULT = frozenset(
@@ -38,13 +39,41 @@ _non_negative = validators.ge(0.0)
 _fraction = [_non_negative, validators.le(1.0)]
 
 
+def _finite_positive(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        # Worded like attrs' own checks, which the policy-file loader explains.
+        raise ValueError(f"'{attribute.name}' must be finite and > 0: {value!r}")
+
+
+_SPREAD_FLOOR = 5.0
+"""Seconds: a server's short wait is still spread over ``jitter`` of this much, so
+entities told "1 s" by the same answer do not all come back in the same 100 ms."""
+
+
+@frozen
+class RetryDecision:
+    """What a :class:`RetryPolicy` decided about one failure.
+
+    ``delay`` is the wait before the next attempt, ``None`` to give up. ``waiting`` is
+    true when the wait is the server's (a rate limit with a ``Retry-After`` or a reset
+    time): the entity is waiting, not failing. ``reason`` says why it gave up.
+    """
+
+    delay: float | None
+    waiting: bool = False
+    reason: str | None = None
+
+
 @frozen
 class KindOverride:
     """What changes for one :class:`~statesync.errors.ErrorKind`; ``None`` keeps the base.
 
     ``retry=False`` never retries the kind, ``retry=True`` retries it even when
-    ``retry_on`` leaves it out. ``attempts`` caps the chunk's attempt number (which counts
-    every failure of the chunk, whatever its kind) at which this kind gives up.
+    ``retry_on`` leaves it out. ``attempts`` caps the attempt number (which counts every
+    failure since the entity's last page landed, whatever its kind) at which this kind
+    gives up.
     """
 
     attempts: int | None = field(default=None, validator=validators.optional(validators.ge(1)))
@@ -54,6 +83,8 @@ class KindOverride:
     )
     max_delay: float | None = field(default=None, validator=validators.optional(_non_negative))
     jitter: float | None = field(default=None, validator=validators.optional(_fraction))
+    give_up_after: float | None = field(default=None, validator=_finite_positive)
+    max_wait: float | None = field(default=None, validator=_finite_positive)
     retry: bool | None = None
 
     def apply_to(self, base: RetryPolicy, kind: ErrorKind) -> RetryPolicy:
@@ -79,10 +110,20 @@ def _kind_overrides(
 class RetryPolicy:
     """How a failing chunk is retried.
 
-    ``attempts`` counts every try, the first included: 1 means never retry. Delays grow
-    as ``initial_delay * multiplier ** (attempt - 1)``, capped at ``max_delay``, with up
-    to ``jitter`` (a fraction) added at random so workers do not retry in lock-step. A
-    server's ``Retry-After`` wins over the computed delay when ``respect_retry_after``.
+    ``attempts`` bounds consecutive failures *without progress*, the first try included
+    (1 means never retry): every page that lands resets the count, so a long chunk that
+    keeps landing pages between errors never runs out. Delays grow as ``initial_delay *
+    multiplier ** (attempt - 1)``, capped at ``max_delay``, with up to ``jitter`` (a
+    fraction) added at random so workers do not retry in lock-step.
+
+    A rate limit whose server said how long to wait (``Retry-After``, a quota's reset
+    time) is bounded by time instead: it is waited out, whatever the attempt count, for
+    up to ``give_up_after`` seconds without progress (hours by default: hourly quotas
+    must recover). The server's wait is never shortened and is spread above it by
+    ``jitter`` (of at least 5 s), so entities sharing an account do not come back
+    together. A wait beyond ``max_wait`` is not slept: the entity fails with an error
+    saying what the server asked and when it may be resumed (``resume --retry-failed``).
+    The server's wait wins over the computed delay when ``respect_retry_after``.
     ``kinds`` changes any of that per error kind (see :class:`KindOverride`).
     """
 
@@ -93,6 +134,10 @@ class RetryPolicy:
     jitter: float = field(default=0.1, validator=_fraction)
     retry_on: frozenset[ErrorKind] = field(default=_RETRYABLE_BY_DEFAULT, converter=_kinds)
     respect_retry_after: bool = True
+    give_up_after: float = field(default=6 * 3600.0, validator=_finite_positive)
+    """Seconds without progress after which a server-timed rate limit is given up."""
+    max_wait: float = field(default=2 * 3600.0, validator=_finite_positive)
+    """The longest server-asked wait that is slept; a longer one fails the entity."""
     # Left out of the hash (a dict is not hashable) but not out of equality.
     kinds: Mapping[ErrorKind, KindOverride] = field(
         factory=dict, converter=_kind_overrides, hash=False
@@ -112,19 +157,60 @@ class RetryPolicy:
         error: ConnectorError,
         *,
         rand: Callable[[], float] = random.random,
+        elapsed: float = 0.0,
     ) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or ``None`` to give up.
 
-        ``attempt`` is the 1-based number of the attempt that just failed. The error's
-        kind override, if any, applies.
+        ``attempt`` is the 1-based number of the attempt that just failed, counted since
+        the last progress; ``elapsed`` the seconds since the first of those failures.
+        The error's kind override, if any, applies. :meth:`decide` says more.
         """
+        return self.decide(attempt, error, rand=rand, elapsed=elapsed).delay
+
+    def decide(
+        self,
+        attempt: int,
+        error: ConnectorError,
+        *,
+        rand: Callable[[], float] = random.random,
+        elapsed: float = 0.0,
+    ) -> RetryDecision:
+        """:meth:`next_delay`, with whether the wait is the server's and why it gave up."""
         policy = self.for_kind(error.kind)
-        if error.kind not in policy.retry_on or attempt >= policy.attempts:
-            return None
-        if policy.respect_retry_after and error.retry_after is not None:
-            return error.retry_after
+        if error.kind not in policy.retry_on:
+            return RetryDecision(None, reason=f"{error.kind.value} errors are not retried")
+        hint = _server_wait(error) if policy.respect_retry_after else None
+        if hint is not None and error.kind is ErrorKind.RATE_LIMITED:
+            return policy._wait_out(hint, elapsed, rand)
+        if attempt >= policy.attempts:
+            return RetryDecision(None, reason=f"gave up after {attempt} attempts without progress")
+        if hint is not None:
+            return RetryDecision(hint + policy.jitter * max(hint, _SPREAD_FLOOR) * rand())
         base = min(policy.max_delay, policy.initial_delay * policy.multiplier ** (attempt - 1))
-        return min(policy.max_delay, base * (1.0 + policy.jitter * rand()))
+        return RetryDecision(min(policy.max_delay, base * (1.0 + policy.jitter * rand())))
+
+    def _wait_out(self, hint: float, elapsed: float, rand: Callable[[], float]) -> RetryDecision:
+        if hint > self.max_wait:
+            return RetryDecision(
+                None,
+                reason=f"the server asked to wait {hint:.0f}s, more than max_wait "
+                f"({self.max_wait:.0f}s)",
+            )
+        if elapsed + hint > self.give_up_after:
+            return RetryDecision(
+                None,
+                reason=f"rate limited for {elapsed:.0f}s without progress "
+                f"(give_up_after is {self.give_up_after:.0f}s)",
+            )
+        return RetryDecision(hint + self.jitter * max(hint, _SPREAD_FLOOR) * rand(), waiting=True)
+
+
+def _server_wait(error: ConnectorError) -> float | None:
+    """The error's server-given wait, when it is one worth believing."""
+    wait = error.retry_after
+    if wait is None or not math.isfinite(wait) or wait <= 0 or wait > ABSURD_WAIT:
+        return None
+    return wait
 
 
 @frozen
@@ -152,7 +238,8 @@ class ChunkPolicy:
 
     max_iterations: int = field(default=10, validator=validators.ge(1))
     page_size: int = field(default=100, validator=validators.ge(1))
-    lease_ttl: float = field(default=60.0, validator=validators.gt(0.0))
+    lease_ttl: float = field(default=15.0, validator=validators.gt(0.0))
+    """Seconds a lease lives without renewal; workers renew it every third of that."""
     concurrency: int = field(default=1, validator=validators.ge(1))
     target_duration: float | None = field(
         default=None, validator=validators.optional(validators.gt(0.0))

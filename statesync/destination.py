@@ -25,7 +25,36 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from attrs import frozen
+
 from statesync._models import Record, SyncMode
+
+
+@frozen
+class StagingCheck:
+    """What a destination holds for one job instance's full sync of one entity.
+
+    The engine compares it with the store before each chunk: a recorded swap means the
+    entity is complete whatever an older store snapshot says; progress in the store with
+    no staging table means the full sync must start over.
+    """
+
+    swapped: bool
+    """:meth:`Destination.finalize` swapped this job instance's staging data in."""
+    staged: bool
+    """The job instance's staging table exists."""
+    fence: int | None = None
+    """The highest lease token a write for this job instance and entity carried."""
+
+
+@frozen
+class StagedTable:
+    """A staging table in the destination; ``job``/``entity`` are ``None`` when unrecorded
+    (tables staged by a version that kept no registry)."""
+
+    table: str
+    job: str | None = None
+    entity: str | None = None
 
 
 @runtime_checkable
@@ -68,6 +97,18 @@ class Destination(Protocol):
 
     async def discard(self, job_id: str, entity: str) -> None:
         """Drop what a cancelled job staged; the live table is untouched."""
+        ...
+
+    async def inspect(self, job_id: str, entity: str) -> StagingCheck:
+        """What is staged, swapped and fenced for ``job_id``'s full sync of ``entity``."""
+        ...
+
+    async def list_staging(self) -> Sequence[StagedTable]:
+        """Every staging table present, with the job instance it belongs to when known."""
+        ...
+
+    async def drop_staging(self, staged: StagedTable) -> None:
+        """Drop one staging table (and its job's pending mark); the live table is untouched."""
         ...
 
     async def watermark(self, entity: str) -> datetime | None:

@@ -7,9 +7,7 @@ httpx, stripe, gql and redis into this tree, so no other module needs to know th
 
 from __future__ import annotations
 
-import email.utils
 import enum
-import time
 from collections.abc import Mapping
 
 
@@ -22,6 +20,7 @@ class ErrorKind(enum.StrEnum):
     MALFORMED_RESPONSE = "malformed_response"
     AUTH = "auth"
     BAD_REQUEST = "bad_request"
+    NO_PROGRESS = "no_progress"
 
 
 class StatesyncError(Exception):
@@ -156,6 +155,18 @@ class MalformedResponseError(ConnectorError):
     kind = ErrorKind.MALFORMED_RESPONSE
 
 
+class NoProgressError(ConnectorError):
+    """A walk stopped moving: a page repeated the previous position, or its records fell
+    outside the bounds the request sent (the server ignored a filter).
+
+    Not retried by default: sending the same request again would get the same answer,
+    so the entity fails with this error (naming the request and its filter) instead of
+    looping.
+    """
+
+    kind = ErrorKind.NO_PROGRESS
+
+
 _BY_KIND: Mapping[ErrorKind, type[ConnectorError]] = {
     cls.kind: cls
     for cls in (
@@ -165,6 +176,7 @@ _BY_KIND: Mapping[ErrorKind, type[ConnectorError]] = {
         AuthError,
         BadRequestError,
         MalformedResponseError,
+        NoProgressError,
     )
 }
 
@@ -176,21 +188,18 @@ def error_for_kind(kind: ErrorKind) -> type[ConnectorError]:
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date).
 
-    ``0``, a negative delay, a date in the past and garbage all mean "no hint": returning
-    0 would make a client hammer a server that asked it to slow down.
+    ``0``, negative, non-finite and absurd delays, a date in the past and garbage all
+    mean "no hint" (see :mod:`statesync._ratelimit`, which does the parsing).
     """
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    return seconds if seconds > 0 else None
+    from statesync._ratelimit import parse_retry_after as parse
+
+    return parse(value, now=now)
+
+
+def _headers_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    from statesync._ratelimit import retry_after_from_headers
+
+    return retry_after_from_headers(headers or {})
 
 
 def error_for_status(
@@ -244,7 +253,7 @@ def _from_httpx(exc: BaseException, request: str | None) -> StatesyncError | Non
         return error_for_status(
             resp.status_code,
             f"HTTP {resp.status_code}",
-            retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+            retry_after=_headers_retry_after(resp.headers),
             request=request,
         )
     return None
@@ -258,8 +267,7 @@ def _from_stripe(exc: BaseException, request: str | None) -> StatesyncError | No
     if not isinstance(exc, stripe.StripeError):
         return None
     status = exc.http_status
-    headers = exc.headers or {}
-    retry_after = parse_retry_after(headers.get("Retry-After") or headers.get("retry-after"))
+    retry_after = _headers_retry_after(exc.headers)
     # Stripe's messages never contain the full key, but its str() can include
     # the request id; the user message is enough and safe to log.
     answered = f" (HTTP {status})" if status is not None else ""

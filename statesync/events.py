@@ -75,6 +75,28 @@ class RateLimitWait:
 
 
 @frozen
+class LeaseWait:
+    """Another live worker holds the entity's lease; this one waits for it."""
+
+    job_id: str
+    entity: str
+    holder: str
+    expires_in: float
+    """Seconds until the holder's lease lapses unless its heartbeat renews it."""
+    gives_up_in: float | None
+    """Seconds until this worker stops waiting (``None``: it waits as long as it takes)."""
+
+
+@frozen
+class LeaseTakeover:
+    """The lease's holder was a process on this host that no longer exists: taken over."""
+
+    job_id: str
+    entity: str
+    previous: str
+
+
+@frozen
 class JobFinished:
     job_id: str
     states: tuple[tuple[str, SyncState], ...]
@@ -87,6 +109,8 @@ Event = (
     | ChunkFinished
     | RetryScheduled
     | RateLimitWait
+    | LeaseWait
+    | LeaseTakeover
     | JobFinished
 )
 

@@ -60,11 +60,25 @@ class StateStore(Protocol):
         """Transitions oldest first (capped: the oldest may have been dropped)."""
         ...
 
-    async def acquire_lease(self, job_id: str, entity: str, owner: str, ttl: float) -> Lease | None:
+    async def acquire_lease(
+        self,
+        job_id: str,
+        entity: str,
+        owner: str,
+        ttl: float,
+        *,
+        host: str | None = None,
+        pid: int | None = None,
+    ) -> Lease | None:
         """A new lease with a higher fencing token, or ``None`` if another owner holds one.
 
-        The same owner re-acquiring gets a fresh lease (and token).
+        The same owner re-acquiring gets a fresh lease (and token). ``host`` and ``pid``
+        are recorded with it and returned by :meth:`get_lease`.
         """
+        ...
+
+    async def get_lease(self, job_id: str, entity: str) -> Lease | None:
+        """The entity's current, unexpired lease (holder, token, expiry), or ``None``."""
         ...
 
     async def renew_lease(self, lease: Lease, ttl: float) -> Lease:
@@ -72,7 +86,11 @@ class StateStore(Protocol):
         ...
 
     async def release_lease(self, lease: Lease) -> None:
-        """Give the lease up, if it is still ours."""
+        """Give the lease up, if its token is still the current one.
+
+        Also how a successor breaks the lease of a holder it knows is dead (a lease read
+        by :meth:`get_lease`): the next acquire then draws a higher token.
+        """
         ...
 
     async def finish_job(self, job_id: str) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from statesync._models import Record, SyncMode
-from statesync.destination import Destination
+from statesync.destination import Destination, StagedTable, StagingCheck
+from statesync.destinations._names import staging_table
 from statesync.errors import ConfigurationError, DestinationError, LeaseError
 
 DestinationFactory = Callable[[], Awaitable[Destination]]
@@ -336,3 +337,61 @@ class DestinationContract:
         await full_sync(dest, "job-1", [page("a")])
         await full_sync(dest, "job-2", [[]])
         assert await live(dest) == {}
+
+    # -- reconciliation and gc ------------------------------------------------
+
+    async def test_inspect_follows_a_full_sync(self, dest: Destination) -> None:
+        assert await dest.inspect("job-1", ENTITY) == StagingCheck(False, False, None)
+        await dest.prepare("job-1", ENTITY, FULL)
+        await dest.write_page("job-1", ENTITY, FULL, page("a"), None, fence=3)
+        assert await dest.inspect("job-1", ENTITY) == StagingCheck(False, True, 3)
+        await dest.finalize("job-1", ENTITY, FULL, fence=3)
+        assert await dest.inspect("job-1", ENTITY) == StagingCheck(True, False, 3)
+        # Another job instance of the same entity knows nothing of that swap.
+        assert await dest.inspect("job-1@2", ENTITY) == StagingCheck(False, False, None)
+
+    async def test_inspect_after_discard(self, dest: Destination) -> None:
+        await dest.prepare("job-1", ENTITY, FULL)
+        await dest.discard("job-1", ENTITY)
+        check = await dest.inspect("job-1", ENTITY)
+        assert not check.staged and not check.swapped
+
+    async def test_list_staging_names_each_job_instance(self, dest: Destination) -> None:
+        assert list(await dest.list_staging()) == []
+        await dest.prepare("job-a@1", ENTITY, FULL)
+        await dest.prepare("job-b", "orders", FULL)
+        await dest.prepare("job-c", ENTITY, INCR)  # incremental: no staging
+        await full_sync(dest, "job-d", [page("x")])  # swapped: staging gone
+        staged = sorted(await dest.list_staging(), key=lambda s: s.table)
+        expected = sorted(
+            [
+                StagedTable(staging_table(ENTITY, "job-a@1"), "job-a@1", ENTITY),
+                StagedTable(staging_table("orders", "job-b"), "job-b", "orders"),
+            ],
+            key=lambda s: s.table,
+        )
+        assert staged == expected
+
+    async def test_drop_staging_drops_one_table_and_its_pending_mark(
+        self, dest: Destination
+    ) -> None:
+        await full_sync(dest, "job-1", [page("a", hours=1)])
+        for job in ("job-2", "job-3"):
+            await dest.prepare(job, ENTITY, FULL)
+            await dest.write_page(job, ENTITY, FULL, page("b", hours=5), at(5))
+        (orphan,) = [s for s in await dest.list_staging() if s.job == "job-2"]
+        await dest.drop_staging(orphan)
+        assert [s.job for s in await dest.list_staging()] == ["job-3"]
+        assert await staged(dest, "job-2") == {}
+        assert set(await staged(dest, "job-3")) == {"b"}
+        assert set(await live(dest)) == {"a"} and await dest.watermark(ENTITY) == at(1)
+        with pytest.raises(DestinationError):
+            await dest.finalize("job-2", ENTITY, FULL)
+        await dest.finalize("job-3", ENTITY, FULL)
+        assert await dest.watermark(ENTITY) == at(5)
+
+    async def test_drop_staging_refuses_a_live_table(self, dest: Destination) -> None:
+        await full_sync(dest, "job-1", [page("a")])
+        with pytest.raises(DestinationError):
+            await dest.drop_staging(StagedTable(ENTITY, "job-1", ENTITY))
+        assert set(await live(dest)) == {"a"}

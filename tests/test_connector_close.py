@@ -326,17 +326,24 @@ def test_unusable_rate_limit_headers_are_ignored(header: str | None) -> None:
 
 
 async def test_remaining_zero_waits_until_reset_before_the_next_request() -> None:
+    # The connector reports each answer's RateLimit header; the account's budget (the
+    # default one, learning the limit) waits for the reset once nothing remains.
     sandbox = start({"close.lead": 60}, rate_limit=CloseRateLimit(limit=3, window=1.0))
-    conn = connect(sandbox)
-    state = FetchState()
-    for _ in range(5):
-        state = state.advance(await conn.fetch_page(request(state=state)))
+    conn = connect(sandbox, entities=["lead"])
+    runner = LocalRunner(
+        connector=conn,
+        store=MemoryStateStore(),
+        destination=MemoryDestination(),
+        chunk_policy=ChunkPolicy(page_size=10),
+    )
+    result = await runner.sync(["lead"])
     log = sandbox.log()
-    assert [e.status for e in log] == [200] * 5  # paced, never refused
-    # The third answer said remaining=0; the fourth request waited for the window's end.
-    window_end = log[0].started + 1.0
-    assert log[3].started >= window_end - 0.02
-    assert log[2].started < window_end  # the first three went out without waiting
+    assert result.entities[0].state is SyncState.COMPLETE
+    assert [e.status for e in log] == [200] * len(log)  # paced, never refused
+    assert len(log) >= 6
+    for first, fourth in zip(log, log[3:], strict=False):
+        # Never four requests in one window: the fourth waited for the reset.
+        assert fourth.started - first.started >= 1.0 - 0.05
     await conn.aclose()
     sandbox.stop()
 

@@ -177,7 +177,7 @@ def test_second_worker_on_a_running_job_stops_with_a_clear_message(
             text=True,
         )
         wait_for_requests(sandbox, 2)
-        second = cli("resume", "twojob", *args, env=env)
+        second = cli("resume", "twojob", *args, "--wait-lease", "0", env=env)
         assert second.returncode == 75, second.stdout + second.stderr
         assert "another worker holds the lease on 'customers'" in second.stdout
         out, err = first.communicate(timeout=120)

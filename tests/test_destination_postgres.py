@@ -105,6 +105,7 @@ async def test_meta_tables_and_no_leftovers(
         "_statesync_watermarks_pending",
         "_statesync_swaps",
         "_statesync_fences",
+        "_statesync_staging",
     }
 
 

@@ -270,3 +270,52 @@ async def test_every_record_field_round_trips(store: StateStore) -> None:
     assert loaded == record
     assert loaded.watermark is not None and loaded.watermark.utcoffset() == timedelta(hours=2)
     assert await store.history("job-1", "customers") == [step]
+
+
+async def test_get_lease_shows_the_holder(store: StateStore) -> None:
+    await new_job(store)
+    assert await store.get_lease("job-1", "customers") is None
+    lease = await store.acquire_lease(
+        "job-1", "customers", "worker-a", ttl=30, host="box-1", pid=4242
+    )
+    assert lease is not None and (lease.host, lease.pid) == ("box-1", 4242)
+    seen = await store.get_lease("job-1", "customers")
+    assert seen is not None
+    assert (seen.owner, seen.token, seen.host, seen.pid) == ("worker-a", lease.token, "box-1", 4242)
+    assert abs(seen.expires_at - lease.expires_at) < 2
+    renewed = await store.renew_lease(lease, ttl=60)
+    again = await store.get_lease("job-1", "customers")
+    assert again is not None and again.pid == 4242 and again.expires_at > seen.expires_at + 20
+    await store.release_lease(renewed)
+    assert await store.get_lease("job-1", "customers") is None
+
+
+async def test_get_lease_without_holder_info_and_after_expiry(store: StateStore) -> None:
+    await new_job(store)
+    lease = await store.acquire_lease("job-1", "invoices", "worker-a", ttl=0.2)
+    assert lease is not None
+    seen = await store.get_lease("job-1", "invoices")
+    assert seen is not None and (seen.host, seen.pid) == (None, None)
+    await asyncio.sleep(0.4)
+    assert await store.get_lease("job-1", "invoices") is None
+
+
+async def test_a_dead_holders_lease_is_broken_by_its_token(store: StateStore) -> None:
+    # What a successor does when it knows the holder's process is gone: release the lease
+    # it read (only that token), then acquire; the new token is higher, so the dead
+    # holder's writes would be refused.
+    await new_job(store)
+    record = await store.get_entity("job-1", "customers")
+    dead = await store.acquire_lease("job-1", "customers", "a", ttl=30, host="h", pid=1)
+    assert dead is not None
+    seen = await store.get_lease("job-1", "customers")
+    assert seen is not None
+    await store.release_lease(seen)
+    successor = await store.acquire_lease("job-1", "customers", "b", ttl=30, host="h", pid=2)
+    assert successor is not None and successor.token > dead.token
+    await store.release_lease(seen)  # a second, late breaker changes nothing
+    current = await store.get_lease("job-1", "customers")
+    assert current is not None and current.token == successor.token
+    with pytest.raises(LeaseError):
+        await store.save(attrs.evolve(record, version=2), lease=dead)
+    await store.save(attrs.evolve(record, version=2), lease=successor)

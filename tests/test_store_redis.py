@@ -76,6 +76,7 @@ async def test_keys_start_with_the_prefix_and_hold_no_secrets(
         "acme:job:{job-1}:entity:invoices",
         "acme:job:{job-1}:history:customers",
         "acme:job:{job-1}:lease:customers",
+        "acme:job:{job-1}:holder:customers",
         "acme:job:{job-1}:fence:customers",
     }
     assert "s3cret-pw" not in repr(dump)
@@ -88,6 +89,7 @@ def test_a_jobs_keys_share_one_cluster_slot() -> None:
     for entity in ("customers", "a:b", "{x}"):
         names += [keys.entity(job_id, entity), keys.history(job_id, entity)]
         names += [keys.lease(job_id, entity), keys.fence(job_id, entity)]
+        names += [keys.lease_holder(job_id, entity)]
     assert len({key_slot(n.encode()) for n in names}) == 1
     assert len(set(names)) == len(names)
     assert keys.entity("j", "a:history:b") != keys.history("j", "a:entity:b")

@@ -112,3 +112,18 @@ async def test_unopenable_file_is_a_store_error(tmp_path: Path) -> None:
     store = SQLiteStateStore(tmp_path)  # a directory
     with pytest.raises(StoreError, match="sqlite"):
         await store.list_jobs()
+
+
+async def test_a_file_from_before_lease_holders_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE leases (job_id TEXT NOT NULL, entity TEXT NOT NULL,"
+            " owner TEXT NOT NULL, token INTEGER NOT NULL, expires_at REAL NOT NULL,"
+            " PRIMARY KEY (job_id, entity)) WITHOUT ROWID"
+        )
+    store = SQLiteStateStore(path)
+    lease = await store.acquire_lease("j", "e", "w", ttl=30, host="h", pid=7)
+    seen = await store.get_lease("j", "e")
+    await store.aclose()
+    assert lease is not None and seen is not None and (seen.host, seen.pid) == ("h", 7)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from statesync._cli._diagram import diagram
+from statesync._cli._gc import gc
 from statesync._cli._jobs import cancel, demo, resume, run, sandbox, status
 from statesync._cli._policy import policy
 
@@ -15,5 +16,5 @@ def main() -> None:
     """Resumable, observable, retry-safe chunked API syncs."""
 
 
-for command in (demo, run, resume, status, cancel, sandbox, diagram, policy):
+for command in (demo, run, resume, status, cancel, gc, sandbox, diagram, policy):
     main.add_command(command)

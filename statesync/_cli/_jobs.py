@@ -18,11 +18,13 @@ from rich.console import Console
 from statesync._budget import RedisBudgets
 from statesync._chunk import apply_trigger
 from statesync._cli import _config
-from statesync._display import ChunkLines, status_rows, status_table
+from statesync._display import ChunkLines, LeaseLines, status_rows, status_table
+from statesync._lease import take_lease
 from statesync._listeners import LoggingListener, ProgressDisplay
 from statesync._models import EntityRecord, SyncMode
 from statesync._open import open_destination, open_store
 from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
+from statesync._sandbox_flags import NAMED_FAULTS, PAYLOAD_HELP
 from statesync.adapters.local import LocalRunner
 from statesync.destination import Destination
 from statesync.errors import StatesyncError
@@ -36,6 +38,7 @@ T = TypeVar("T")
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_BUSY = 0, 1, 3, 75
 DEFAULT_STORE = "sqlite:///statesync-state.db"
 DEFAULT_DEST = "sqlite:///statesync-data.db"
+DEFAULT_LEASE_WAIT = 300.0
 
 
 def _console() -> Console:
@@ -79,9 +82,11 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
             "--wait-lease",
             "lease_wait",
             type=float,
-            default=0.0,
+            default=DEFAULT_LEASE_WAIT,
             show_default=True,
-            help="Seconds to wait for an entity another worker drives.",
+            help="Seconds to wait for an entity another live worker drives (a countdown "
+            "on stderr), then exit 75; 0 exits 75 at once. A dead holder on this host is "
+            "taken over at once.",
         ),
         click.option(
             "--policies",
@@ -126,9 +131,10 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--lease-ttl",
             type=float,
-            default=60.0,
+            default=ChunkPolicy().lease_ttl,
             show_default=True,
-            help="Seconds a dead worker's lease blocks others.",
+            help="Seconds a dead worker's lease blocks workers on other hosts (renewed "
+            "every third of it while the worker lives).",
         ),
     ]
     for option in reversed(options):
@@ -242,7 +248,7 @@ def _build_runner(
     built = _config.build_connector(prepared, os.environ)
     console = _console()
     display: Display = ProgressDisplay(console) if console.is_terminal else ChunkLines(console)
-    listeners: list[Listener] = [display]
+    listeners: list[Listener] = [display, LeaseLines(Console(stderr=True, highlight=False))]
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         listeners.append(LoggingListener(secrets=_config.secrets(prepared.options, os.environ)))
@@ -325,9 +331,20 @@ async def _drive(runner: LocalRunner, display: Display, job_id: str, *, retry_fa
 @click.argument("job_id", required=False)
 @click.option("--store", default=DEFAULT_STORE, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(job_id: str | None, store: str, as_json: bool) -> None:
+@click.option(
+    "--dest", default=None, help="Also report staging tables no job owns (see statesync gc)."
+)
+def status(job_id: str | None, store: str, as_json: bool, dest: str | None) -> None:
     """Show a job's entities (or the recent jobs)."""
+    _status(job_id, store, as_json)
+    if dest is not None:
+        from statesync._cli._gc import orphan_lines
 
+        for line in _run(lambda: orphan_lines(store, dest)):
+            click.echo(line, err=as_json)
+
+
+def _status(job_id: str | None, store: str, as_json: bool) -> None:
     async def go() -> None:
         st = open_store(store)
         try:
@@ -380,7 +397,7 @@ async def _cancel_one(store: StateStore, destination: Destination, rec: EntityRe
     """Cancel one entity under its lease; False when another worker holds the lease."""
     if rec.state.is_final:
         return True
-    lease = await store.acquire_lease(rec.job_id, rec.entity, "statesync-cancel", 30.0)
+    lease = (await take_lease(store, rec.job_id, rec.entity, "statesync-cancel", 30.0)).lease
     if lease is None:
         return False
     try:
@@ -391,14 +408,53 @@ async def _cancel_one(store: StateStore, destination: Destination, rec: EntityRe
     return True
 
 
+def _sandbox_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for name, (kind, text) in reversed(list(NAMED_FAULTS.items())):
+        flag = "--" + name.replace("_", "-")
+        command = click.option(flag, name, type=kind, default=None, help=text + ".")(command)
+    command = click.option(
+        "--faults",
+        "faults",
+        multiple=True,
+        metavar="PAYLOAD",
+        help=f"Faults, rate limits, rules and mutations ({PAYLOAD_HELP}): the body "
+        'POST /_sandbox/faults takes, e.g. \'{"rate_limit": 5, "rate_limit_style": '
+        '"github"}\' or \'{"mutations": [{"entity": "customers", '
+        '"after_request": 3, "delete": 5}]}\'. Repeatable; kept across resets.',
+    )(command)
+    return click.option(
+        "--config",
+        "configs",
+        multiple=True,
+        metavar="PAYLOAD",
+        help=f"Any sandbox setting ({PAYLOAD_HELP}), e.g. '{{\"seed\": 3}}'. Repeatable.",
+    )(command)
+
+
 @click.command()
 @click.option("--port", default=12111, show_default=True)
 @click.option("--size", "sizes", multiple=True, help="entity=count, repeatable.")
-def sandbox(port: int, sizes: tuple[str, ...]) -> None:
-    """Serve the API emulator on loopback until interrupted."""
-    from statesync.sandbox import SandboxConfig, serve
+@_sandbox_options
+def sandbox(
+    port: int,
+    sizes: tuple[str, ...],
+    configs: tuple[str, ...],
+    faults: tuple[str, ...],
+    **named: Any,
+) -> None:
+    """Serve the API emulator on loopback until interrupted.
 
-    config = SandboxConfig(port=port, sizes=_sizes(sizes)) if sizes else SandboxConfig(port=port)
+    Faults and rate limits start switched on with --faults and the named flags (the
+    same settings POST /_sandbox/faults changes while it runs).
+    """
+    from statesync.sandbox import SandboxConfig, serve
+    from statesync.sandbox._options import build_config
+
+    base = SandboxConfig(port=port, sizes=_sizes(sizes)) if sizes else SandboxConfig(port=port)
+    try:
+        config = build_config(base, configs=configs, faults=faults, named=named)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     serve(config)
 
 

@@ -12,7 +12,7 @@ import hashlib
 import re
 from datetime import UTC, datetime
 
-from statesync.errors import ConfigurationError
+from statesync.errors import ConfigurationError, DestinationError
 
 MAX_IDENTIFIER = 63
 """PostgreSQL's identifier limit (NAMEDATALEN - 1); SQLite has none, we keep one rule."""
@@ -69,6 +69,13 @@ def staging_table(entity: str, job_id: str) -> str:
     key = _digest(f"{entity}\x00{job_id}")[:_KEY_LEN]
     head = MAX_IDENTIFIER - len("_stg__") - _KEY_LEN
     return f"_stg_{entity[:head]}_{key}"
+
+
+def check_staging(table: str) -> str:
+    """``table``, refused unless it names a staging table (gc must never drop a live one)."""
+    if not table.startswith("_stg_"):
+        raise DestinationError(f"{table!r} is not a staging table")
+    return table
 
 
 def iso(moment: datetime) -> str:

@@ -14,7 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from statesync._models import Record, SyncMode
-from statesync.destinations._names import job_key, validate_entity
+from statesync.destination import StagedTable, StagingCheck
+from statesync.destinations._names import (
+    check_staging,
+    job_key,
+    staging_table,
+    validate_entity,
+)
 from statesync.errors import DestinationError, StaleFenceError
 
 _Key = tuple[str, str]
@@ -43,6 +49,8 @@ class MemoryDestination:
         self._published: dict[str, datetime] = {}
         self._swaps: set[_Key] = set()
         self._fences: dict[_Key, int] = {}
+        self._jobs: dict[_Key, str] = {}
+        """The job id behind each staging key (for listing staging tables)."""
 
     # No method awaits, so each runs atomically on the event loop: no lock is needed.
 
@@ -52,6 +60,7 @@ class MemoryDestination:
             self._live.setdefault(entity, {})
         elif key not in self._swaps:
             self._staging.setdefault(key, {})
+            self._jobs[key] = job_id
 
     async def write_page(
         self,
@@ -107,6 +116,22 @@ class MemoryDestination:
         key = (job_key(job_id), validate_entity(entity))
         self._staging.pop(key, None)
         self._pending.pop(key, None)
+
+    async def inspect(self, job_id: str, entity: str) -> StagingCheck:
+        key = (job_key(job_id), validate_entity(entity))
+        return StagingCheck(key in self._swaps, key in self._staging, self._fences.get(key))
+
+    async def list_staging(self) -> list[StagedTable]:
+        return [StagedTable(self._table(k), self._jobs[k], k[1]) for k in self._staging]
+
+    async def drop_staging(self, staged: StagedTable) -> None:
+        check_staging(staged.table)
+        for key in [k for k in self._staging if staged.table == self._table(k)]:
+            del self._staging[key]
+            self._pending.pop(key, None)
+
+    def _table(self, key: _Key) -> str:
+        return staging_table(key[1], self._jobs[key])
 
     async def watermark(self, entity: str) -> datetime | None:
         return self._published.get(validate_entity(entity))

@@ -34,7 +34,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from statesync._failpoints import crash_point
 from statesync._models import Record, SyncMode
-from statesync.destinations._names import job_key, staging_table, validate_entity
+from statesync.destination import StagedTable, StagingCheck
+from statesync.destinations._names import (
+    check_staging,
+    job_key,
+    staging_table,
+    validate_entity,
+)
 from statesync.errors import (
     ConfigurationError,
     DestinationError,
@@ -72,7 +78,22 @@ _META = (
     "CREATE TABLE IF NOT EXISTS {}._statesync_fences ("
     " job_key TEXT NOT NULL, entity TEXT NOT NULL, token BIGINT NOT NULL,"
     " PRIMARY KEY (job_key, entity))",
+    "CREATE TABLE IF NOT EXISTS {}._statesync_staging ("
+    " job_key TEXT NOT NULL, entity TEXT NOT NULL, job TEXT NOT NULL, table_name TEXT NOT NULL,"
+    " PRIMARY KEY (job_key, entity))",
 )
+# Which job instance each staging table belongs to, for reconciliation and gc.
+_REGISTER = (
+    "INSERT INTO {}._statesync_staging (job_key, entity, job, table_name)"
+    " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING"
+)
+_UNREGISTER = "DELETE FROM {}._statesync_staging WHERE job_key = %s AND entity = %s"
+_STAGING_TABLES = (
+    "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename LIKE '!_stg!_%%'"
+    " ESCAPE '!' ORDER BY tablename"
+)
+_REGISTRY = "SELECT table_name, job, entity FROM {}._statesync_staging"
+_GET_FENCE = "SELECT token FROM {}._statesync_fences WHERE job_key = %s AND entity = %s"
 # Raise the stored fencing token, never lower it: no row changes means a stale writer.
 _FENCE = (
     "INSERT INTO {}._statesync_fences AS f (job_key, entity, token) VALUES (%s, %s, %s)"
@@ -317,6 +338,8 @@ class PostgresDestination:
                 if await swapped.fetchone() is not None:
                     return
             await conn.execute(self._sql(_CREATE, table))
+            if mode is SyncMode.FULL:
+                await conn.execute(self._sql(_REGISTER), (key, entity, job_id, table))
 
         await self._run(work, write=True, what=f"cannot prepare {entity!r}")
 
@@ -396,6 +419,7 @@ class PostgresDestination:
             await conn.execute(self._sql("DROP TABLE IF EXISTS {}", entity))
             rename = sql.SQL("ALTER TABLE {} RENAME TO {}")
             await conn.execute(rename.format(self._name(stage), sql.Identifier(entity)))
+        await conn.execute(self._sql(_UNREGISTER), (key, entity))
         # A full sync with no timestamps leaves no mark: incremental must start over.
         await conn.execute(self._sql(_FORGET_MARK), (entity,))
         await conn.execute(self._sql(_PUBLISH_REPLACE), (key, entity))
@@ -414,8 +438,46 @@ class PostgresDestination:
         async def work(conn: _Conn) -> None:
             await conn.execute(self._sql("DROP TABLE IF EXISTS {}", stage))
             await conn.execute(self._sql(_DROP_PENDING), (key, entity))
+            await conn.execute(self._sql(_UNREGISTER), (key, entity))
 
         await self._run(work, write=True, what=f"cannot discard {entity!r}")
+
+    async def inspect(self, job_id: str, entity: str) -> StagingCheck:
+        validate_entity(entity)
+        key, stage = job_key(job_id), staging_table(entity, job_id)
+
+        async def work(conn: _Conn) -> StagingCheck:
+            swapped = await (await conn.execute(self._sql(_SWAPPED), (key, entity))).fetchone()
+            fence = await (await conn.execute(self._sql(_GET_FENCE), (key, entity))).fetchone()
+            return StagingCheck(
+                swapped=swapped is not None,
+                staged=await self._exists(conn, stage),
+                fence=None if fence is None else int(fence[0]),
+            )
+
+        return await self._run(work, write=False, what=f"cannot inspect {entity!r}")
+
+    async def list_staging(self) -> list[StagedTable]:
+        async def work(conn: _Conn) -> list[StagedTable]:
+            rows = await (await conn.execute(self._sql(_REGISTRY))).fetchall()
+            known = {row[0]: (row[1], row[2]) for row in rows}
+            names = await (await conn.execute(_STAGING_TABLES, (self.schema,))).fetchall()
+            return [StagedTable(n, *known.get(n, (None, None))) for (n,) in names]
+
+        return await self._run(work, write=False, what="cannot list staging tables")
+
+    async def drop_staging(self, staged: StagedTable) -> None:
+        check_staging(staged.table)
+        forget = "DELETE FROM {}._statesync_staging WHERE table_name = %s"
+
+        async def work(conn: _Conn) -> None:
+            await self._ddl_lock(conn)
+            await conn.execute(self._sql("DROP TABLE IF EXISTS {}", staged.table))
+            await conn.execute(self._sql(forget), (staged.table,))
+            if staged.job is not None and staged.entity is not None:
+                await conn.execute(self._sql(_DROP_PENDING), (job_key(staged.job), staged.entity))
+
+        await self._run(work, write=True, what=f"cannot drop {staged.table!r}")
 
     async def watermark(self, entity: str) -> datetime | None:
         validate_entity(entity)

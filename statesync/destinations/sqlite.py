@@ -36,7 +36,9 @@ from typing import Any, TypeVar
 
 from statesync._failpoints import crash_point
 from statesync._models import Record, SyncMode
+from statesync.destination import StagedTable, StagingCheck
 from statesync.destinations._names import (
+    check_staging,
     iso,
     job_key,
     parse_iso,
@@ -62,7 +64,22 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS _statesync_fences ("
     " job_key TEXT NOT NULL, entity TEXT NOT NULL, token INTEGER NOT NULL,"
     " PRIMARY KEY (job_key, entity))",
+    "CREATE TABLE IF NOT EXISTS _statesync_staging ("
+    " job_key TEXT NOT NULL, entity TEXT NOT NULL, job TEXT NOT NULL, table_name TEXT NOT NULL,"
+    " PRIMARY KEY (job_key, entity))",
 )
+# Which job instance each staging table belongs to, for reconciliation and gc.
+_REGISTER = (
+    "INSERT OR IGNORE INTO _statesync_staging (job_key, entity, job, table_name)"
+    " VALUES (?, ?, ?, ?)"
+)
+_UNREGISTER = "DELETE FROM _statesync_staging WHERE job_key = ? AND entity = ?"
+_STAGING_TABLES = (
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '!_stg!_%' ESCAPE '!'"
+    " ORDER BY name"
+)
+_REGISTRY = "SELECT table_name, job, entity FROM _statesync_staging"
+_GET_FENCE = "SELECT token FROM _statesync_fences WHERE job_key = ? AND entity = ?"
 # Raise the stored fencing token, never lower it: no row changes means a stale writer.
 _FENCE = (
     "INSERT INTO _statesync_fences (job_key, entity, token) VALUES (?, ?, ?)"
@@ -287,6 +304,7 @@ class SQLiteDestination:
             # re-creating the staging table then would leave an orphan behind.
             if conn.execute(_SWAPPED, (key, entity)).fetchone() is None:
                 conn.execute(_create_table(stage))
+                conn.execute(_REGISTER, (key, entity, job_id, stage))
 
         await self._write(work)
 
@@ -345,6 +363,40 @@ class SQLiteDestination:
         def work(conn: sqlite3.Connection) -> None:
             conn.execute(f"DROP TABLE IF EXISTS {quote(stage)}")
             conn.execute(_DROP_PENDING, (key, entity))
+            conn.execute(_UNREGISTER, (key, entity))
+
+        await self._write(work)
+
+    async def inspect(self, job_id: str, entity: str) -> StagingCheck:
+        validate_entity(entity)
+        key, stage = job_key(job_id), staging_table(entity, job_id)
+
+        def work(conn: sqlite3.Connection) -> StagingCheck:
+            fence = conn.execute(_GET_FENCE, (key, entity)).fetchone()
+            return StagingCheck(
+                swapped=conn.execute(_SWAPPED, (key, entity)).fetchone() is not None,
+                staged=conn.execute(_TABLE_EXISTS, (stage,)).fetchone() is not None,
+                fence=None if fence is None else fence[0],
+            )
+
+        return await self._read(work)
+
+    async def list_staging(self) -> list[StagedTable]:
+        def work(conn: sqlite3.Connection) -> list[StagedTable]:
+            known = {row[0]: (row[1], row[2]) for row in conn.execute(_REGISTRY)}
+            names = [row[0] for row in conn.execute(_STAGING_TABLES)]
+            return [StagedTable(name, *known.get(name, (None, None))) for name in names]
+
+        return await self._read(work)
+
+    async def drop_staging(self, staged: StagedTable) -> None:
+        table = check_staging(staged.table)
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(f"DROP TABLE IF EXISTS {quote(table)}")
+            conn.execute("DELETE FROM _statesync_staging WHERE table_name = ?", (table,))
+            if staged.job is not None and staged.entity is not None:
+                conn.execute(_DROP_PENDING, (job_key(staged.job), staged.entity))
 
         await self._write(work)
 
@@ -422,6 +474,7 @@ def _swap(conn: sqlite3.Connection, key: str, entity: str, stage: str) -> None:
         )
     conn.execute(f"DROP TABLE IF EXISTS {quote(entity)}")
     conn.execute(f"ALTER TABLE {quote(stage)} RENAME TO {quote(entity)}")
+    conn.execute(_UNREGISTER, (key, entity))
     # A full sync with no timestamps leaves no mark: incremental must start over.
     conn.execute(_FORGET_MARK, (entity,))
     _publish(conn, key, entity, _PUBLISH_REPLACE)

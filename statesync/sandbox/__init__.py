@@ -9,7 +9,16 @@ a path prefix in one shared server.
 from ._api import ApiPlugin, ApiRequest, ApiResponse, RecordMaker
 from ._close import CloseApi, CloseRateLimit
 from ._config import DEFAULT_SIZES, SandboxConfig
-from ._faults import FaultDecision, FaultInjector, FaultKind, FaultRule, FaultSettings, MutationRule
+from ._faults import (
+    FaultDecision,
+    FaultInjector,
+    FaultKind,
+    FaultRule,
+    FaultSettings,
+    MutationRule,
+    RateLimitStyle,
+    WalkModes,
+)
 from ._graphql import GraphQLApi
 from ._log import RequestLogEntry
 from ._rest import RestApi
@@ -30,12 +39,14 @@ __all__ = [
     "FaultSettings",
     "GraphQLApi",
     "MutationRule",
+    "RateLimitStyle",
     "RecordMaker",
     "RequestLogEntry",
     "RestApi",
     "Sandbox",
     "SandboxConfig",
     "StripeApi",
+    "WalkModes",
     "default_plugins",
     "serve",
 ]

@@ -1,6 +1,9 @@
 """``python -m statesync.sandbox --port N --size customers=1000 --seed 1``.
 
 Prints the base URL on stdout (one line, flushed) and serves until SIGTERM/SIGINT.
+``--faults`` and the named fault flags start faults and rate limits switched on (the
+settings ``POST /_sandbox/faults`` changes while it runs); ``--config`` sets any
+``SandboxConfig`` field.
 """
 
 from __future__ import annotations
@@ -9,7 +12,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from statesync._sandbox_flags import NAMED_FAULTS, PAYLOAD_HELP
+
 from ._config import DEFAULT_SIZES, SandboxConfig
+from ._options import build_config
 from ._server import serve
 
 
@@ -40,12 +46,33 @@ def parse_args(argv: Sequence[str] | None = None) -> SandboxConfig:
     parser.add_argument(
         "--only", action="store_true", help="serve only the entities given with --size"
     )
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="PAYLOAD",
+        help=f"any SandboxConfig field ({PAYLOAD_HELP}); repeatable",
+    )
+    parser.add_argument(
+        "--faults",
+        action="append",
+        default=[],
+        metavar="PAYLOAD",
+        help=f"a POST /_sandbox/faults body ({PAYLOAD_HELP}); repeatable, kept across resets",
+    )
+    for name, (kind, text) in NAMED_FAULTS.items():
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
     args = parser.parse_args(argv)
     sizes = {} if args.only else dict(DEFAULT_SIZES)
     sizes.update(dict(args.size))
-    return SandboxConfig(
+    base = SandboxConfig(
         sizes=sizes, seed=args.seed, api_key=args.api_key, host=args.host, port=args.port
     )
+    named = {name: getattr(args, name) for name in NAMED_FAULTS}
+    try:
+        return build_config(base, configs=args.config, faults=args.faults, named=named)
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 def _announce(url: str) -> None:

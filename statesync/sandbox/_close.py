@@ -239,11 +239,7 @@ class CloseApi:
         if skip < 0:
             raise CloseError(400, "Must be a non-negative integer.", field="_skip")
         if skip > self.skip_cap:
-            raise CloseError(
-                400,
-                f"The maximum _skip for this resource is {self.skip_cap}. Narrow the query, "
-                "for example with a date_created range, to page deeper.",
-            )
+            raise CloseError(400, skip_cap_message(self.skip_cap))
         return skip
 
     def _limit(self, query: Mapping[str, str]) -> int:
@@ -251,6 +247,14 @@ class CloseApi:
         if not 1 <= limit <= self.max_limit:
             raise CloseError(400, f"Must be between 1 and {self.max_limit}.", field="_limit")
         return limit
+
+
+def skip_cap_message(cap: int) -> str:
+    """Close's wording for a ``_skip`` past the resource's cap (an HTTP 400)."""
+    return (
+        f"The maximum _skip for this resource is {cap}. Narrow the query, "
+        "for example with a date_created range, to page deeper."
+    )
 
 
 def _route(relative: str) -> tuple[str | None, list[str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
@@ -34,11 +35,21 @@ def _sizes(value: Mapping[str, int]) -> Mapping[str, int]:
     return sizes
 
 
+def _faults(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    from ._faults import FaultInjector
+
+    payload = dict(value)
+    FaultInjector().apply_json(payload)  # refuse a bad payload at construction
+    return payload
+
+
 @attrs.frozen
 class SandboxConfig:
     """What the sandbox serves: records per entity, seed, key and address.
 
     ``port=0`` lets the OS pick a free port (read it back from ``Sandbox.url``).
+    ``faults`` is a payload of ``POST /_sandbox/faults`` applied at start and after
+    every reset: the faults, rate limits and mutations the sandbox starts with.
     """
 
     sizes: Mapping[str, int] = attrs.field(factory=lambda: dict(DEFAULT_SIZES), converter=_sizes)
@@ -49,3 +60,4 @@ class SandboxConfig:
     api_key: str = "sk_test_statesync_sandbox"
     host: str = "127.0.0.1"
     port: int = 0
+    faults: Mapping[str, Any] = attrs.field(factory=dict, converter=_faults)

@@ -3,11 +3,14 @@
 No authentication: the sandbox listens on loopback and exists for tests.
 
 * ``GET  /_sandbox/faults``            current settings, rules, hit counts
-* ``POST /_sandbox/faults``            JSON settings (replace) + rules/mutations (append)
-* ``POST /_sandbox/reset``             fresh data, no faults, empty log
+* ``POST /_sandbox/faults``            JSON settings (replace) + rules/mutations (append);
+  settings include the walk modes (:class:`WalkModes`: ``skip_cap``, ``ignore_params``)
+* ``POST /_sandbox/reset``             fresh data, only the configured faults, empty log
 * ``GET  /_sandbox/log``               the request log as a JSON list
 * ``GET  /_sandbox/snapshot/{entity}`` live records as served
-* ``POST /_sandbox/mutate``            ``{"entity", "insert", "update", "delete", "where"}``
+* ``POST /_sandbox/mutate``            ``{"entity", "insert", "update", "delete", "where"}``,
+  also ``"cursor": true`` (delete the record the last page ended with) and
+  ``"insert_where"`` (backdated inserts: ``"tail"`` or ``"random"``)
 """
 
 from __future__ import annotations

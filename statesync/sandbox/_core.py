@@ -24,6 +24,7 @@ from ._config import SandboxConfig
 from ._dataset import Dataset
 from ._faults import FaultDecision, FaultInjector, MutationRule
 from ._log import RequestLog, RequestLogEntry
+from ._stripe import StripeApi, vanished_cursor
 
 _HTML_ERROR = (
     b"<html><head><title>502 Bad Gateway</title></head>"
@@ -44,6 +45,7 @@ class SandboxCore:
         self.plugins = sorted(plugins, key=lambda p: len(p.prefix), reverse=True)
         self.dataset = Dataset(config.sizes, config.seed, self._maker, config.created_step)
         self.faults = FaultInjector(config.seed)
+        self.faults.apply_json(config.faults)
         self.log = RequestLog()
         self._lock = threading.Lock()
         self._requests = 0
@@ -62,6 +64,7 @@ class SandboxCore:
         """Fresh data, no faults, empty log, request counter back to zero."""
         self.dataset.reset()
         self.faults.reset()
+        self.faults.apply_json(self.config.faults)
         self.log.clear()
         with self._lock:
             self._requests = 0
@@ -78,7 +81,8 @@ class SandboxCore:
         plugin = self.route(request.path)
         key_id = key_fingerprint(extract_api_key(request.headers))
         decision = self.faults.decide(request.path, key_id)
-        response = self._answer(plugin, request, decision)
+        served, decision = self._walk_modes(request, decision)
+        response = self._answer(plugin, served, decision)
         self._run_mutations(number)
         entry = RequestLogEntry(
             started=started,
@@ -114,7 +118,36 @@ class SandboxCore:
         except Exception:  # noqa: BLE001 - a plugin bug must be a 500, not a dead connection
             traceback.print_exc()
             return plugin.error_response(500)
-        return _corrupt(response, decision)
+        response = _corrupt(response, decision)
+        if not decision.headers:
+            return response
+        # The quota headers of a rate-limit style ride on every answer.
+        return attrs.evolve(response, headers={**response.headers, **decision.headers})
+
+    def _walk_modes(
+        self, request: ApiRequest, decision: FaultDecision
+    ) -> tuple[ApiRequest, FaultDecision]:
+        """Apply the walk modes: drop ignored parameters, refuse a hidden ``_skip`` cap.
+
+        The log keeps the query as the client sent it, so tests see the filter sent.
+        """
+        walk = self.faults.walk
+        served = attrs.evolve(request, query=walk.filtered(request.query))
+        if decision.kind is None:
+            decision = walk.decide(request.path, request.query) or decision
+        if decision.kind is None and walk.vanished_cursors:
+            decision = self._vanished_cursor(request) or decision
+        return served, decision
+
+    def _vanished_cursor(self, request: ApiRequest) -> FaultDecision | None:
+        plugin = self.route(request.path)
+        if not isinstance(plugin, StripeApi):
+            return None
+        entity = plugin.entity_of(request.path)
+        if entity is None or entity not in self.dataset:
+            return None
+        body = vanished_cursor(self.dataset.store(entity), request.query)
+        return None if body is None else FaultDecision("status", 400, {}, body.decode())
 
     @staticmethod
     def _injected_status(plugin: ApiPlugin, decision: FaultDecision) -> ApiResponse:
@@ -138,11 +171,12 @@ class SandboxCore:
 def apply_mutation(dataset: Dataset, rule: MutationRule) -> dict[str, list[str]]:
     """Apply a mutation rule; deletes run last so updates never hit a tombstone."""
     store = dataset.store(rule.entity)
-    return {
-        "inserted": store.insert(rule.insert) if rule.insert else [],
-        "updated": store.update(rule.update, rule.where) if rule.update else [],
-        "deleted": store.delete(rule.delete, rule.where) if rule.delete else [],
-    }
+    inserted = store.insert(rule.insert, rule.insert_where or "head") if rule.insert else []
+    updated = store.update(rule.update, rule.where) if rule.update else []
+    deleted = store.delete(rule.delete, rule.where) if rule.delete else []
+    if rule.cursor:
+        deleted += store.delete_last_served()
+    return {"inserted": inserted, "updated": updated, "deleted": deleted}
 
 
 def _corrupt(response: ApiResponse, decision: FaultDecision) -> ApiResponse:

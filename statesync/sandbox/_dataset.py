@@ -73,6 +73,7 @@ class EntityStore:
         self._generated = 0
         self._revision = 0
         self._version = 0
+        self._last_served: str | None = None
         self._rng = random.Random(f"{seed}:{name}:mutations")
         self._append(self._generate(range(size), lambda i: _created_for(i, step)))
 
@@ -139,6 +140,7 @@ class EntityStore:
             while index >= window.start and len(items) < limit:
                 if self._alive[index]:
                     items.append(self._encoded[index])
+                    self._last_served = self._records[index]["id"]
                 index -= 1
             has_more = any(self._alive[i] for i in range(index, window.start - 1, -1))
             return Page(items, has_more)
@@ -162,8 +164,20 @@ class EntityStore:
             pairs = zip(self._encoded, self._alive, strict=True)
             return [json.loads(data) for data, alive in reversed(list(pairs)) if alive]
 
-    def insert(self, count: int) -> list[str]:
-        """Add records strictly newer than every existing one."""
+    def delete_last_served(self) -> list[str]:
+        """Delete the record the last newest-first page ended with (a client's next
+        ``starting_after``), if it is still there; returns its id, or nothing."""
+        with self._lock:
+            found = self._last_served
+            if found is None or not self._alive[self._index[found]]:
+                return []
+            return self.delete([found])
+
+    def insert(self, count: int, where: Where = "head") -> list[str]:
+        """Add records: strictly newer than every existing one (``head``), or backdated,
+        before every one (``tail``) or among them (``random``), as an import would."""
+        if where != "head" and self._records:
+            return self._insert_behind(count, where)
         with self._lock:
             newest = self._created[-1] if self._created else BASE_CREATED
             first = self._generated
@@ -171,6 +185,32 @@ class EntityStore:
                 range(first, first + count), lambda i: newest + (i - first + 1) * self._step
             )
             self._append(records)
+            self._version += 1
+            return [r["id"] for r in records]
+
+    def _insert_behind(self, count: int, where: Where) -> list[str]:
+        with self._lock:
+            oldest = self._created[0]
+            first = self._generated
+
+            def created(i: int) -> int:
+                if where == "tail":
+                    return oldest - (first + count - i) * self._step
+                return self._created[self._rng.randrange(len(self._created))]
+
+            records = self._generate(range(first, first + count), created)
+            for record in records:
+                at = bisect.bisect_right(
+                    [(c, r["id"]) for c, r in zip(self._created, self._records, strict=True)],
+                    (record["created"], record["id"]),
+                )
+                self._records.insert(at, record)
+                self._encoded.insert(at, _encode(record))
+                self._created.insert(at, record["created"])
+                self._alive.insert(at, True)
+            # Positions after an insert point move up by one: index them afresh.
+            self._index = {r["id"]: i for i, r in enumerate(self._records)}
+            self._live += len(records)
             self._version += 1
             return [r["id"] for r in records]
 

@@ -96,6 +96,30 @@ def _cursor_position(store: EntityStore, query: Mapping[str, str], param: str) -
         ) from None
 
 
+def vanished_cursor(store: EntityStore, query: Mapping[str, str]) -> bytes | None:
+    """Stripe's 400 body when a cursor names a deleted record, else ``None``.
+
+    The dataset keeps deleted records as tombstones that still work as cursors; the
+    real API does not: its record is gone, so is the cursor (``resource_missing``).
+    """
+    for param in ("starting_after", "ending_before"):
+        record_id = query.get(param)
+        if record_id is None or store.get(record_id) is not None:
+            continue
+        try:
+            store.position(record_id)
+        except UnknownRecordError:
+            continue  # never existed: the API's own answer covers it
+        error = StripeError(
+            400,
+            f"No such {object_name(store.name)}: '{record_id}'",
+            param=param,
+            code="resource_missing",
+        )
+        return error.response(store.name).body
+    return None
+
+
 class StripeApi:
     """The Stripe plugin: claims every entity name that has no namespace dot."""
 

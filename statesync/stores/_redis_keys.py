@@ -49,6 +49,10 @@ class Keys:
         """String ``"{token}:{owner}"`` with the lease's TTL."""
         return f"{self._job_base(job_id)}:lease:{_part(entity)}"
 
+    def lease_holder(self, job_id: str, entity: str) -> str:
+        """String, JSON ``{"host": …, "pid": …}`` of the lease's holder; same TTL as the lease."""
+        return f"{self._job_base(job_id)}:holder:{_part(entity)}"
+
     def fence(self, job_id: str, entity: str) -> str:
         """Counter the fencing tokens are drawn from (only ever increases)."""
         return f"{self._job_base(job_id)}:fence:{_part(entity)}"

@@ -87,7 +87,16 @@ class MemoryStateStore:
     async def history(self, job_id: str, entity: str) -> Sequence[TransitionRecord]:
         return list(self._history.get((job_id, entity), ()))
 
-    async def acquire_lease(self, job_id: str, entity: str, owner: str, ttl: float) -> Lease | None:
+    async def acquire_lease(
+        self,
+        job_id: str,
+        entity: str,
+        owner: str,
+        ttl: float,
+        *,
+        host: str | None = None,
+        pid: int | None = None,
+    ) -> Lease | None:
         key = (job_id, entity)
         async with self._lock:
             held = self._leases.get(key)
@@ -95,9 +104,13 @@ class MemoryStateStore:
                 return None
             token = self._fence.get(key, 0) + 1
             self._fence[key] = token
-            lease = Lease(job_id, entity, owner, token, time.time() + ttl)
+            lease = Lease(job_id, entity, owner, token, time.time() + ttl, host, pid)
             self._leases[key] = lease
             return lease
+
+    async def get_lease(self, job_id: str, entity: str) -> Lease | None:
+        held = self._leases.get((job_id, entity))
+        return held if held is not None and held.expires_at >= time.time() else None
 
     async def renew_lease(self, lease: Lease, ttl: float) -> Lease:
         key = (lease.job_id, lease.entity)

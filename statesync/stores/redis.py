@@ -73,30 +73,40 @@ end
 return 1
 """
 
-# KEYS: lease, fence, job hash. ARGV: owner, ttl in ms. Returns the token or nil.
+# KEYS: lease, fence, job hash, lease holder. ARGV: owner, ttl in ms, holder JSON.
+# Returns the token or nil.
 _ACQUIRE: Final = """
 local held = redis.call('GET', KEYS[1])
 if held and string.match(held, '^%d+:(.*)$') ~= ARGV[1] then return false end
 local token = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], token .. ':' .. ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[2])
 local ttl = redis.call('PTTL', KEYS[3])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 return token
 """
 
-# KEYS: lease. ARGV: token, ttl in ms. Returns 1 when renewed.
+# KEYS: lease, lease holder. ARGV: token, ttl in ms. Returns 1 when renewed.
 _RENEW: Final = """
 local held = redis.call('GET', KEYS[1])
 if not held or string.match(held, '^(%d+):') ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
 """
 
-# KEYS: lease. ARGV: token.
+# KEYS: lease, lease holder. ARGV: token.
 _RELEASE: Final = """
 local held = redis.call('GET', KEYS[1])
-if held and string.match(held, '^(%d+):') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if held and string.match(held, '^(%d+):') == ARGV[1] then redis.call('DEL', KEYS[1], KEYS[2]) end
 return 1
+"""
+
+# KEYS: lease, lease holder. Returns nil, or {"token:owner", ms left, holder JSON or false}.
+_PEEK: Final = """
+local held = redis.call('GET', KEYS[1])
+if not held then return false end
+return {held, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2])}
 """
 
 
@@ -136,6 +146,7 @@ class RedisStateStore:
         self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        self._peek = client.register_script(_PEEK)
 
     @classmethod
     def from_url(
@@ -274,30 +285,55 @@ class RedisStateStore:
         raws = await self._call(self._client.lrange(self._keys.history(job_id, entity), 0, -1))
         return [loads(raw, TransitionRecord) for raw in raws]
 
-    async def acquire_lease(self, job_id: str, entity: str, owner: str, ttl: float) -> Lease | None:
+    def _lease_keys(self, job_id: str, entity: str) -> list[str]:
+        return [self._keys.lease(job_id, entity), self._keys.lease_holder(job_id, entity)]
+
+    async def acquire_lease(
+        self,
+        job_id: str,
+        entity: str,
+        owner: str,
+        ttl: float,
+        *,
+        host: str | None = None,
+        pid: int | None = None,
+    ) -> Lease | None:
         # Taken before the call, so the lease we report never outlives the real one.
         expires_at = time.time() + ttl
         keys = [
             self._keys.lease(job_id, entity),
             self._keys.fence(job_id, entity),
             self._keys.job(job_id),
+            self._keys.lease_holder(job_id, entity),
         ]
-        token = await self._call(self._acquire(keys=keys, args=[owner, _ms(ttl)]))
+        holder = json.dumps({"host": host, "pid": pid})
+        token = await self._call(self._acquire(keys=keys, args=[owner, _ms(ttl), holder]))
         if token is None:
             return None
-        return Lease(job_id, entity, owner, int(token), expires_at)
+        return Lease(job_id, entity, owner, int(token), expires_at, host, pid)
+
+    async def get_lease(self, job_id: str, entity: str) -> Lease | None:
+        reply = await self._call(self._peek(keys=self._lease_keys(job_id, entity)))
+        if not reply:
+            return None
+        held, left_ms, holder = _text(reply[0]), int(reply[1]), reply[2]
+        token, _, owner = held.partition(":")
+        info = json.loads(_text(holder)) if holder else {}
+        expires_at = time.time() + max(left_ms, 0) / 1000
+        host, pid = info.get("host"), info.get("pid")
+        return Lease(job_id, entity, owner, int(token), expires_at, host, pid)
 
     async def renew_lease(self, lease: Lease, ttl: float) -> Lease:
         expires_at = time.time() + ttl
-        key = self._keys.lease(lease.job_id, lease.entity)
-        renewed = await self._call(self._renew(keys=[key], args=[str(lease.token), _ms(ttl)]))
+        keys = self._lease_keys(lease.job_id, lease.entity)
+        renewed = await self._call(self._renew(keys=keys, args=[str(lease.token), _ms(ttl)]))
         if not renewed:
             raise LeaseError(f"lease on {lease.entity!r} in job {lease.job_id!r} was lost")
         return attrs.evolve(lease, expires_at=expires_at)
 
     async def release_lease(self, lease: Lease) -> None:
-        key = self._keys.lease(lease.job_id, lease.entity)
-        await self._call(self._release(keys=[key], args=[str(lease.token)]))
+        keys = self._lease_keys(lease.job_id, lease.entity)
+        await self._call(self._release(keys=keys, args=[str(lease.token)]))
 
     async def finish_job(self, job_id: str) -> None:
         """Start the ``finished_ttl`` clock on every key of the job (leases expire alone)."""

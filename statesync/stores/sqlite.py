@@ -61,6 +61,8 @@ CREATE TABLE IF NOT EXISTS leases (
     owner TEXT NOT NULL,
     token INTEGER NOT NULL,
     expires_at REAL NOT NULL,
+    host TEXT,
+    pid INTEGER,
     PRIMARY KEY (job_id, entity)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS fences (
@@ -105,10 +107,19 @@ def _open(path: str | Path) -> sqlite3.Connection:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            _migrate(conn)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a file written by an older version up to the current schema."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(leases)")}
+    for name, kind in (("host", "TEXT"), ("pid", "INTEGER")):
+        if name not in columns:
+            conn.execute(f"ALTER TABLE leases ADD COLUMN {name} {kind}")
 
 
 def _lost(job_id: str, entity: str) -> LeaseError:
@@ -262,7 +273,16 @@ class SQLiteStateStore:
 
         return await self._run(op)
 
-    async def acquire_lease(self, job_id: str, entity: str, owner: str, ttl: float) -> Lease | None:
+    async def acquire_lease(
+        self,
+        job_id: str,
+        entity: str,
+        owner: str,
+        ttl: float,
+        *,
+        host: str | None = None,
+        pid: int | None = None,
+    ) -> Lease | None:
         def op(conn: sqlite3.Connection) -> Lease | None:
             with _transaction(conn):
                 now = time.time()
@@ -272,13 +292,28 @@ class SQLiteStateStore:
                 ).fetchone()
                 if held is not None and held[0] != owner and held[1] >= now:
                     return None
-                lease = Lease(job_id, entity, owner, _next_token(conn, job_id, entity), now + ttl)
+                token = _next_token(conn, job_id, entity)
+                lease = Lease(job_id, entity, owner, token, now + ttl, host, pid)
                 conn.execute(
-                    "INSERT OR REPLACE INTO leases (job_id, entity, owner, token, expires_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (job_id, entity, owner, lease.token, lease.expires_at),
+                    "INSERT OR REPLACE INTO leases"
+                    " (job_id, entity, owner, token, expires_at, host, pid)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (job_id, entity, owner, token, lease.expires_at, host, pid),
                 )
                 return lease
+
+        return await self._run(op)
+
+    async def get_lease(self, job_id: str, entity: str) -> Lease | None:
+        def op(conn: sqlite3.Connection) -> Lease | None:
+            row = conn.execute(
+                "SELECT owner, token, expires_at, host, pid FROM leases"
+                " WHERE job_id = ? AND entity = ? AND expires_at >= ?",
+                (job_id, entity, time.time()),
+            ).fetchone()
+            if row is None:
+                return None
+            return Lease(job_id, entity, row[0], row[1], row[2], row[3], row[4])
 
         return await self._run(op)
 

@@ -1,0 +1,108 @@
+"""The engine's no-progress guard: every walk either moves or stops with a typed error.
+
+A connector's walk can stall in ways its own code cannot always see: a server that
+ignores the cursor answers the same page again, one that ignores the offset answers
+the first page at every offset, one that ignores a window's filter answers records
+outside the window. Each of these would make the chunk loop run until someone kills
+it. The guard looks at every landed page of one walk (the entity's stream, or one
+time window) and raises :class:`~statesync.errors.NoProgressError` as soon as:
+
+* a page that says "more" leaves the position (offset, cursor, metadata) where the
+  request had it: the next request would be the same one;
+* a page hands out exactly the records of the page before it;
+* a run of pages without records comes back to a position it already had (a cycle);
+* a record's creation time falls outside the window the request was restricted to.
+
+Each is caught within a cycle's length of requests, and the error names the request
+the connector sent (``Page.request``), so an operator sees which filter was ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC
+
+import attrs
+
+from statesync._models import JSON, FetchState, Page, PageRequest, SyncMode, TimeWindow
+from statesync.errors import NoProgressError
+
+
+def _key(position: tuple[int | None, str | None, Mapping[str, JSON]]) -> str:
+    offset, cursor, metadata = position
+    return json.dumps([offset, cursor, metadata], sort_keys=True, default=str)
+
+
+def describe(request: PageRequest, page: Page | None = None) -> str:
+    """The request as the connector showed it, or the engine's view of it."""
+    if page is not None and page.request:
+        return page.request
+    state = request.state
+    parts = [f"entity {request.entity!r}", f"offset={state.offset}", f"cursor={state.cursor}"]
+    if request.window is not None:
+        parts.append(f"window=[{request.window.lower}, {request.window.upper})")
+    return " ".join(parts)
+
+
+@attrs.define
+class ProgressGuard:
+    """Remembers what one walk has handed out lately (in memory, per chunk)."""
+
+    last_ids: tuple[str, ...] | None = None
+    empty_run: set[str] = attrs.field(factory=set)
+
+    def check(self, request: PageRequest, page: Page, after: FetchState) -> None:
+        """Raise :class:`NoProgressError` when ``page`` shows the walk is not moving."""
+        if request.window is not None:
+            _check_window(request, page, request.window)
+        if not after.has_more:
+            return
+        ids = tuple(r.id for r in page.records)
+        before = request.state.position()
+        moved = after.position()
+        if moved == before:
+            raise _stalled(request, page, "the page left the position where the request had it")
+        if ids and ids == self.last_ids:
+            raise _stalled(request, page, "the page repeated the records of the page before")
+        if ids:
+            self.empty_run.clear()
+            self.last_ids = ids
+            return
+        key = _key(moved)
+        if key in self.empty_run:
+            raise _stalled(request, page, "pages without records came back to a position")
+        self.empty_run.add(_key(before))
+        self.empty_run.add(key)
+
+
+def _check_window(request: PageRequest, page: Page, window: TimeWindow) -> None:
+    lower = window.lower
+    since = request.since
+    if lower is not None and since is not None and request.mode is SyncMode.INCREMENTAL:
+        moment = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+        if lower == int(moment.timestamp()):
+            # The engine opened the oldest window at ``since``; a connector whose since
+            # is a change time sends it open below (older records changed since count).
+            lower = None
+    for record in page.records:
+        if record.created_at is None:
+            continue
+        created = record.created_at.timestamp()
+        if (lower is not None and created < lower) or (
+            window.upper is not None and created >= window.upper
+        ):
+            raise NoProgressError(
+                f"record {record.id!r} was created at {int(created)}, outside the window "
+                f"[{window.lower}, {window.upper}) the request was restricted to: the "
+                "server ignored the window's filter",
+                request=describe(request, page),
+            )
+
+
+def _stalled(request: PageRequest, page: Page, why: str) -> NoProgressError:
+    return NoProgressError(
+        f"the walk made no progress: {why} (the server may ignore the position or a "
+        "filter it was sent)",
+        request=describe(request, page),
+    )
