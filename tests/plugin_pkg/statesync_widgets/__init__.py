@@ -1,7 +1,8 @@
 """The Widgets API connector (a plugin): cursor pages of ``/rest/cursor/<entity>``.
 
 The factory takes the job's connector options (``base_url``, ``entities``,
-``token_env``) and the environment, where the token is read.
+``token_env``) and the environment, where the token (and, without ``base_url``, the
+URL in ``WIDGETS_URL``) is read.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class WidgetsConnector(BaseConnector):
 
 def connector(options: Mapping[str, Any], env: Mapping[str, str]) -> WidgetsConnector:
     """The plugin factory: ``(options, env) -> connector``."""
-    base = options.get("base_url")
+    base = options.get("base_url") or env.get("WIDGETS_URL")
     if not isinstance(base, str):
         raise ConfigurationError("base_url: the widgets connector needs the API's URL")
     token_env = options.get("token_env", "WIDGETS_TOKEN")
