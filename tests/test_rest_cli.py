@@ -16,7 +16,7 @@ import pytest
 from rest_styles import rest_options
 from test_crash_resume import wait_for_requests
 
-from statesync.sandbox import Sandbox, SandboxConfig
+from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 from statesync.testing import crash_then_resume, statesync
 from statesync.testing._crash import STATESYNC
 
@@ -231,3 +231,75 @@ def test_a_plugin_by_module_path_and_an_unknown_name(sandbox: Sandbox, tmp_path:
     assert "unknown connector 'gizmos'; installed: close, graphql, rest, stripe, widgets" in (
         unknown.stderr
     )
+
+
+GRAPHQL_JOB = """
+[connector]
+name = "graphql"
+[connector.options]
+base_url = "BASE/graphql"
+[entities.tickets]
+query = '''
+query Tickets($first: Int, $after: String) {
+  workspace(slug: "acme") {
+    tickets(first: $first, after: $after) {
+      nodes { id updatedAt }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}'''
+path = "workspace.tickets"
+updated_field = "updatedAt"
+[policies.default.chunk]
+max_iterations = 2
+page_size = 10
+[destination]
+url = "sqlite:///g.db"
+"""
+
+CLOSE_JOB = """
+[job]
+entities = ["lead"]
+[connector]
+name = "close"
+api_key_env = "CLOSE_KEY"
+[connector.options]
+base_url = "BASE/api/v1"
+skip_cap = 30
+fields = { lead = ["display_name"] }
+[policies.default.chunk]
+max_iterations = 2
+page_size = 10
+[destination]
+url = "sqlite:///c.db"
+"""
+
+
+def test_graphql_and_close_jobs_from_one_config_file_resume_without_flags(
+    tmp_path: Path,
+) -> None:
+    sizes = {"graphql.tickets": 45, "close.lead": 70}
+    with Sandbox(SandboxConfig(sizes=sizes)) as sandbox:
+        sandbox.faults.add_rule(FaultRule(path_prefix=None, nth=3, times=99, status=401))
+        env = clean_env(sandbox, STATESYNC_API_KEY=sandbox.config.api_key,
+                        CLOSE_KEY=sandbox.config.api_key)  # fmt: skip
+        for name, text in (("g", GRAPHQL_JOB), ("c", CLOSE_JOB)):
+            config = _write(tmp_path, f"{name}.toml", text.replace("BASE", sandbox.url))
+            failed = statesync("run", "--config", config, "--job-id", name, env=env, cwd=tmp_path)
+            assert failed.returncode == 1, failed.stdout + failed.stderr  # the 401s
+            sandbox.faults.clear_rules()
+            resumed = statesync("resume", name, "--retry-failed", env=env, cwd=tmp_path)
+            assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+            sandbox.faults.add_rule(FaultRule(path_prefix=None, nth=3, times=99, status=401))
+        sandbox.faults.clear_rules()
+        with sqlite3.connect(tmp_path / "g.db") as db:
+            got = [r[0] for r in db.execute('SELECT id FROM "tickets"')]
+        assert sorted(got) == sorted(r["id"] for r in sandbox.snapshot("graphql.tickets"))
+        with sqlite3.connect(tmp_path / "c.db") as db:
+            leads = [r[0] for r in db.execute('SELECT id FROM "lead"')]
+        assert sorted(leads) == sorted(r["id"] for r in sandbox.snapshot("close.lead"))
+        skips = [int(e.query["_skip"]) for e in sandbox.log() if "_skip" in e.query]
+        assert max(skips) <= 30, "the stored skip_cap was not used on resume"
+        assert {e.query.get("_fields") for e in sandbox.log() if "_skip" in e.query} == {
+            "display_name,id,date_created,date_updated"
+        }
