@@ -179,3 +179,38 @@ async def test_secrets_in_the_query_never_reach_errors(sandbox: Sandbox) -> None
     assert sandbox.config.api_key not in str(caught.value)
     assert len((await conn.fetch_page(follow)).records) == 10
     await conn.aclose()
+
+
+MINIMAL = {
+    "link": 'path = "/link/issues"\npage_size_param = "per_page"\n'
+    'paginator = { type = "link_header" }',
+    "cursor": 'path = "/cursor/issues"\nrecords_path = "results"\n'
+    'paginator = { type = "cursor", cursor_param = "after", cursor_path = "paging.next.after" }',
+    "next": 'path = "/next/issues"\nrecords_path = "data"\n'
+    'paginator = { type = "next_url", next_url_path = "next_page" }',
+    "page": 'path = "/page/issues"\nrecords_path = "items"\npage_size_param = "per_page"\n'
+    'paginator = { type = "page_number", total_path = "total" }',
+    "offset": 'path = "/offset/issues"\ncreated_field = "created_at"\npage_size_param = "_limit"\n'
+    'paginator = { type = "offset", offset_param = "_start", total_header = "X-Total-Count" }',
+    "search": 'path = "/search/issues"\nmethod = "POST"\nrecords_path = "hits"\n'
+    'created_field = "created_ms"\ntime_format = "epoch_ms"\n'
+    'paginator = { type = "offset", has_more_path = "has_more" }',
+}
+LINES = {"link": 4, "cursor": 4, "next": 4, "page": 5, "offset": 5, "search": 7}
+
+
+@pytest.mark.parametrize("style", sorted(MINIMAL))
+async def test_the_readme_line_counts_are_complete_entities(sandbox: Sandbox, style: str) -> None:
+    import tomllib
+
+    sandbox.faults.clear_rules()
+    sandbox.resize(ENTITY, 57)
+    table = f"[entities.issues]\n{MINIMAL[style]}\n"
+    assert len(table.splitlines()) == LINES[style]
+    doc = {"base_url": f"{sandbox.url}/rest", **tomllib.loads(table)}
+    doc["auth"] = {"type": "bearer", "token_env": "T"}
+    conn = rest_from_mapping(doc).connector({"T": sandbox.config.api_key})
+    expected = frozenset(r["id"] for r in sandbox.snapshot(ENTITY))
+    ids, _, _, _ = await collect(Source(conn, "issues", expected, 10), max_iterations=50)
+    await conn.aclose()
+    assert sorted(ids) == sorted(expected)

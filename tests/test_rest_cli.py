@@ -303,3 +303,11 @@ def test_graphql_and_close_jobs_from_one_config_file_resume_without_flags(
         assert {e.query.get("_fields") for e in sandbox.log() if "_skip" in e.query} == {
             "display_name,id,date_created,date_updated"
         }
+
+
+def test_the_readme_shows_the_example_files_verbatim() -> None:
+    readme = (ROOT / "README.md").read_text()
+    shown = ROOT / "examples" / "rest_issues.toml"
+    assert f"```toml\n{shown.read_text()}```" in readme
+    for example in EXAMPLES:
+        assert f"examples/{example.name}" in readme, f"{example.name} is not in the README"
