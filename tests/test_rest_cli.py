@@ -222,10 +222,11 @@ def test_a_plugin_runs_and_resumes_from_the_cli(sandbox: Sandbox, tmp_path: Path
 def test_a_plugin_by_module_path_and_an_unknown_name(sandbox: Sandbox, tmp_path: Path) -> None:
     env = clean_env(sandbox, WIDGETS_TOKEN=sandbox.config.api_key)
     text = WIDGETS.replace("BASE", sandbox.url)
-    text = text.replace('name = "widgets"', 'name = "statesync_widgets:connector"')
-    done = statesync("run", "--config", _write(tmp_path, "m.toml", text), env=env, cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
+    text = text.replace('name = "widgets"', 'name = "statesync_widgets:gadgets"')
+    config = _write(tmp_path, "m.toml", text)
+    crash_then_resume(["--config", config], "g1", "after_checkpoint:2", env=env, cwd=tmp_path)
     assert_exact(sandbox, tmp_path / "widgets.db", "widgets")
+    assert "g1  gadgets  widgets" in statesync("status", cwd=tmp_path).stdout
     unknown = statesync("run", "--connector", "gizmos", "--entity", "x", env=env, cwd=tmp_path)
     assert unknown.returncode == 1
     assert "unknown connector 'gizmos'; installed: close, graphql, rest, stripe, widgets" in (

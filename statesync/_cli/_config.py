@@ -152,8 +152,16 @@ def prepare_resume(ctx: click.Context, spec: JobSpec, opts: dict[str, Any]) -> P
             if flag not in typed and flag != "store":
                 settings[flag] = value
         policies = stored.get("policies")
+    stored_connector = spec.params.get("connector")
+    # The name the job was started with (a module:factory path, say), not the
+    # connector's own name, which need not resolve.
+    name = (
+        stored_connector.get("name")
+        if isinstance(stored_connector, Mapping) and stored_connector.get("name")
+        else spec.connector
+    )
     return Prepared(
-        connector=spec.connector,
+        connector=str(name),
         options=connector_options(spec),
         entities=spec.entities,
         mode=spec.mode,
