@@ -312,3 +312,16 @@ def test_the_readme_shows_the_example_files_verbatim() -> None:
     assert f"```toml\n{shown.read_text()}```" in readme
     for example in EXAMPLES:
         assert f"examples/{example.name}" in readme, f"{example.name} is not in the README"
+
+
+def test_the_crash_resume_fixture_of_the_pytest_plugin(
+    sandbox: Sandbox, tmp_path: Path, crash_resume: Any
+) -> None:
+    config = write_config(tmp_path, sandbox, "cursor")
+    store = ["--store", "sqlite:///{tmp}/fixture-state.db"]
+    outcome = crash_resume(
+        ["--config", str(config), *store], "fx", "after_page_write:3", resume_args=store,
+        env=clean_env(sandbox),
+    )  # fmt: skip
+    assert outcome.resumed.returncode == 0
+    assert_exact(sandbox, tmp_path / "data.db")
