@@ -175,7 +175,7 @@ class _Checker:
             key, sep, message = str(exc).partition(": ")
             names = [k.strip() for k in key.split(",")]
             if sep and all(n.split(".")[0] in fields for n in names):
-                self.problem(", ".join(_join(where, n) for n in names), message)
+                self.problem(", ".join(f"{where}.{n}" for n in names), message)
             else:
                 self.problem(where, str(exc))
             return None

@@ -324,7 +324,8 @@ class RESTConnector(BaseConnector):
         )
 
     def plan_pages(self, request: PageRequest, count: int) -> Sequence[PageRequest]:
-        """Page numbers and un-anchored offsets are predictable; nothing else is."""
+        """Page numbers and offsets are predictable (anchored ones are judged in
+        :meth:`settle`); cursors and next-page URLs are not."""
         ent = self.entity(request.entity)
         pager, size = ent.paginator, min(request.page_size, ent.max_page_size)
         if isinstance(pager, PageNumberPaginator):
@@ -338,9 +339,64 @@ class RESTConnector(BaseConnector):
             states = [
                 attrs.evolve(request.state, offset=start + i * size) for i in range(1, count + 1)
             ]
+        elif isinstance(pager, OffsetPaginator):
+            states = self._planned_anchors(ent, pager, request.state, size, count)
         else:
             return ()
         return [attrs.evolve(request, state=s) for s in states]
+
+    def _planned_anchors(
+        self, ent: RESTEntity, pager: OffsetPaginator, state: FetchState, size: int, count: int
+    ) -> list[FetchState]:
+        """The offsets of the next pages when each comes back full; none past a page that
+        would narrow the query (the cap), which is fetched once the checkpoint is there."""
+        can_filter = ent.window_lower_param is not None
+        anchor, processed = Anchor.of(state), state.total_processed
+        step = plan(anchor, processed, size, ent.max_page_size, pager.max_offset, can_filter)
+        out: list[FetchState] = []
+        while len(out) < count and step.anchor == anchor:
+            anchor = attrs.evolve(anchor, offset=step.skip + step.limit)
+            processed += step.limit - (1 if step.overlaps else 0)
+            step = plan(anchor, processed, size, ent.max_page_size, pager.max_offset, can_filter)
+            if step.anchor != anchor:
+                break
+            meta = {**anchor.metadata(), _PLANNED: True}
+            out.append(FetchState(offset=anchor.offset, total_processed=processed, metadata=meta))
+        return out
+
+    def settle(self, planned: PageRequest, page: Page, actual: PageRequest) -> Page | None:
+        """A planned anchored page joins on only when it asked what the checkpoint asks
+        and its first record (the re-read one) was handed out already."""
+        ent = self.entity(actual.entity)
+        pager = ent.paginator
+        if not (page.metadata or {}).get(_PLANNED) or not isinstance(pager, OffsetPaginator):
+            return super().settle(planned, page, actual)
+        can_filter = ent.window_lower_param is not None
+        size = min(actual.page_size, ent.max_page_size)
+        processed = actual.state.total_processed
+        args = (processed, size, ent.max_page_size, pager.max_offset, can_filter)
+        step = plan(Anchor.of(actual.state), *args)
+        asked = plan(Anchor.of(planned.state), *args)
+        if (step.skip, step.limit, step.anchor.window) != (
+            asked.skip,
+            asked.limit,
+            asked.anchor.window,
+        ):
+            return None
+        keys = [(r.created_at.timestamp() if r.created_at else 0.0, r.id) for r in page.records]
+        absorbed = absorb(step, keys, processed, can_filter)
+        if absorbed.shifted:
+            return None  # offsets moved: the engine fetches the checkpoint's page itself
+        raw = (page.metadata or {}).get(_RAW_TOTAL)
+        return Page(
+            records=tuple(page.records[i] for i in absorbed.fresh),
+            has_more=page.has_more,
+            next_offset=absorbed.anchor.offset,
+            metadata=absorbed.anchor.metadata(),
+            total=absorbed.anchor.base + raw if isinstance(raw, int) else None,
+            rate=page.rate,
+            request=page.request,
+        )
 
     async def fetch_page(self, request: PageRequest) -> Page:
         ent = self.entity(request.entity)
@@ -378,6 +434,13 @@ class RESTConnector(BaseConnector):
         ask = Ask({pager.offset_param: step.skip})
         answer, items = await self._send(ent, request, ask, step.limit, lower=step.anchor.window)
         keys = [_key(ent, item, answer.described) for item in items]
+        if request.state.metadata.get(_PLANNED):
+            # A planned page: its records are judged against the checkpoint in settle().
+            more, total = pager.has_more(answer, step.skip, step.limit)
+            token = Token(
+                more, offset=step.skip + len(items), metadata={_PLANNED: True, _RAW_TOTAL: total}
+            )
+            return self._page(ent, items, token, None, answer, request)
         absorbed = absorb(step, keys, processed, can_filter)
         if absorbed.shifted:
             token = Token(True, offset=0, metadata=absorbed.anchor.metadata())
@@ -521,6 +584,11 @@ class RESTConnector(BaseConnector):
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()
+
+
+_PLANNED = "planned"
+"""Metadata key of a planned request and of its provisional page."""
+_RAW_TOTAL = "raw_total"
 
 
 def _bound(seconds: int, fmt: str) -> str | int:

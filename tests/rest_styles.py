@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 WINDOW = {"window_lower_param": "created_gte", "window_upper_param": "created_lt"}
@@ -66,5 +67,5 @@ def rest_options(base_url: str, style: str, **extra: Any) -> dict[str, Any]:
     return {
         "base_url": f"{base_url}/rest",
         "auth": {"type": "bearer", "token_env": "REST_TOKEN"},
-        "entities": {"issues": {**STYLES[style], **extra}},
+        "entities": {"issues": copy.deepcopy({**STYLES[style], **extra})},
     }
