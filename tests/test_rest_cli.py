@@ -325,3 +325,34 @@ def test_the_crash_resume_fixture_of_the_pytest_plugin(
     )  # fmt: skip
     assert outcome.resumed.returncode == 0
     assert_exact(sandbox, tmp_path / "data.db")
+
+
+def test_connector_options_from_the_command_line_are_stored_for_resume(tmp_path: Path) -> None:
+    with Sandbox(SandboxConfig(sizes={"close.lead": 60})) as sandbox:
+        sandbox.faults.add_rule(FaultRule(path_prefix=None, nth=4, times=99, status=401))
+        env = clean_env(sandbox, STATESYNC_API_KEY=sandbox.config.api_key)
+        store = [
+            "--store",
+            f"sqlite:///{tmp_path / 's.db'}",
+            "--dest",
+            f"sqlite:///{tmp_path / 'd.db'}",
+        ]
+        failed = statesync(
+            "run", "--connector", "close", "--base-url", f"{sandbox.url}/api/v1", "--entity",
+            "lead", "--option", "skip_cap=25", "--option", "fields.lead=['display_name']",
+            "--page-size", "10", "--job-id", "cl", *store, env=env,
+        )  # fmt: skip
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        sandbox.faults.clear_rules()
+        resumed = statesync("resume", "cl", "--retry-failed", "--page-size", "10", *store, env=env)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        with sqlite3.connect(tmp_path / "d.db") as db:
+            leads = [r[0] for r in db.execute('SELECT id FROM "lead"')]
+        assert sorted(leads) == sorted(r["id"] for r in sandbox.snapshot("close.lead"))
+        assert max(int(e.query["_skip"]) for e in sandbox.log()) <= 25
+        assert {e.query["_fields"] for e in sandbox.log()} == {
+            "display_name,id,date_created,date_updated"
+        }
+        bad = statesync("run", "--connector", "close", "--entity", "lead", "--option", "oops",
+                        *store, env=env)  # fmt: skip
+        assert bad.returncode == 2 and "is not KEY=VALUE" in bad.stderr

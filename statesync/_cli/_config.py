@@ -10,9 +10,11 @@ printed as such.
 from __future__ import annotations
 
 import copy
+import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+import attrs
 import click
 from attrs import frozen
 
@@ -234,3 +236,30 @@ def build_connector(prepared: Prepared, env: Mapping[str, str]) -> BaseConnector
             f"{missing[0]!r} is not an entity of connector {prepared.connector!r}"
         )
     return connector
+
+
+def with_options(prepared: Prepared, pairs: Sequence[str]) -> Prepared:
+    """``--option KEY=VALUE`` laid over the connector options (dotted keys nest)."""
+    if not pairs:
+        return prepared
+    options = copy.deepcopy(dict(prepared.options))
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--option")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw  # a bare word is a string
+        *parents, leaf = key.strip().split(".")
+        table = options
+        for parent in parents:
+            table = table.setdefault(parent, {})
+            if not isinstance(table, dict):
+                raise click.BadParameter(
+                    f"{key!r}: {parent!r} is not a table", param_hint="--option"
+                )
+        table[leaf] = value
+    params = dict(prepared.params)
+    params["connector"] = {"name": prepared.connector, "options": options}
+    return attrs.evolve(prepared, options=options, params=params)

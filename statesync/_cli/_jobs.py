@@ -163,6 +163,14 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
     help="TOML file of GraphQL entities (queries, list paths), for --connector graphql.",
 )
 @click.option("--entity", "entities", multiple=True, help="Repeat per entity.")
+@click.option(
+    "--option",
+    "connector_flags",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A connector option (VALUE read as TOML: skip_cap=1000, fields.lead=['id']); "
+    "stored with the job. Repeatable.",
+)
 @click.option("--mode", type=click.Choice([m.value for m in SyncMode]), default="full")
 @click.option("--job-id", default=None)
 @_common
@@ -172,6 +180,7 @@ def run(
     base_url: str | None,
     graphql_config: str | None,
     entities: tuple[str, ...],
+    connector_flags: tuple[str, ...],
     mode: str,
     job_id: str | None,
     **opts: Any,
@@ -185,6 +194,7 @@ def run(
         prepared = _config.prepare_run(
             ctx, config_path, connector, base_url, graphql_config, entities, mode, job_id, opts
         )
+        prepared = _config.with_options(prepared, connector_flags)
         runner, display = _runner(prepared)
         async with _session(runner):
             # Stored with the job so `resume` rebuilds the same connector: no secrets here.
