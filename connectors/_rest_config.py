@@ -27,13 +27,16 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
 import attrs
 from attrs import frozen
 
+if TYPE_CHECKING:
+    from statesync.connectors.rest import RESTConnector
+
+from statesync.connectors._rest_entity import RESTAuth, RESTEntity
 from statesync.connectors._rest_paging import PAGINATORS
-from statesync.connectors.rest import RESTAuth, RESTConnector, RESTEntity
 from statesync.errors import ConfigurationError, ErrorKind
 
 TOP_KEYS = ("base_url", "auth", "headers", "timeout", "entities", "name")
@@ -61,6 +64,8 @@ class RESTSettings:
     name: str = "rest"
 
     def connector(self, env: Mapping[str, str] | None = None) -> RESTConnector:
+        from statesync.connectors.rest import RESTConnector
+
         return RESTConnector(
             self.base_url,
             self.entities,
