@@ -88,6 +88,7 @@ __all__ = [
     "job_instance",
     "job_requested",
     "sync_functions",
+    "wait_expression",
 ]
 
 INNGEST_MAX_RETRIES = 20
@@ -178,7 +179,13 @@ def job_requested(
     """The event that starts (or resumes) a job, for ``client.send``."""
     request = JobRequest(connector, tuple(entities), job_id, retry_failed=retry_failed)
     data = {k: v for k, v in dump(request).items() if v is not None}
-    return inngest.Event(name=EventNames(event_prefix).job_requested, data=data)
+    name = EventNames(event_prefix).job_requested
+    size = event_bytes({"name": name, "data": data})
+    if size > MAX_EVENT_BYTES:
+        raise ConfigurationError(
+            f"the {name} event would be {size} bytes; Inngest accepts at most {MAX_EVENT_BYTES}"
+        )
+    return inngest.Event(name=name, data=data)
 
 
 # -- settings ------------------------------------------------------------------

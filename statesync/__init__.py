@@ -14,8 +14,11 @@ from statesync._budget import (
     RedisBudgets,
     RedisRateBudget,
 )
+from statesync._cancel import CancelResult, cancel_job
 from statesync._chunk import ChunkOutcome, apply_trigger, perform_sync_chunk
 from statesync._gc import collect_orphan_staging, find_orphan_staging
+from statesync._handle import JobHandle
+from statesync._instances import Instance, open_instance
 from statesync._jobconfig import JobConfig, job_config_from_mapping, load_job_config
 from statesync._listeners import LoggingListener, ProgressDisplay
 from statesync._machine import STATES, TRANSITIONS, TransitionDef, next_state
@@ -52,6 +55,7 @@ from statesync._policy_config import (
 )
 from statesync._ratelimit import rate_info_from_headers, retry_after_from_headers
 from statesync._redact import redact
+from statesync._status import EntityStatus, Holder, JobStatus, Liveness, Outcome, job_status
 from statesync.connector import BaseConnector, Partitioning
 from statesync.destination import Destination, StagedTable, StagingCheck
 from statesync.events import Emitter, Event, Listener
@@ -64,22 +68,30 @@ __all__ = [
     "TRANSITIONS",
     "BaseConnector",
     "BudgetRegistry",
+    "CancelResult",
     "ChunkOutcome",
     "ChunkPolicy",
     "ConnectorPlugin",
     "Destination",
     "Emitter",
     "EntityRecord",
+    "EntityStatus",
     "ErrorInfo",
     "Event",
     "FetchState",
+    "Holder",
+    "Instance",
     "JobConfig",
+    "JobHandle",
     "JobSpec",
+    "JobStatus",
     "KindOverride",
     "Lease",
     "Listener",
+    "Liveness",
     "LoggingListener",
     "MemoryRateBudget",
+    "Outcome",
     "Page",
     "PageRequest",
     "Partition",
@@ -105,15 +117,18 @@ __all__ = [
     "TransitionDef",
     "TransitionRecord",
     "apply_trigger",
+    "cancel_job",
     "collect_orphan_staging",
     "find_orphan_staging",
     "installed_connectors",
     "job_config_from_mapping",
     "job_factory",
+    "job_status",
     "load_job_config",
     "load_policies",
     "next_state",
     "open_connector",
+    "open_instance",
     "perform_sync_chunk",
     "policies_from_env",
     "policies_from_mapping",

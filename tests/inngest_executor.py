@@ -20,7 +20,8 @@ Liberties: when a discovery request fails the executor learns which step failed 
 asking again with immediate execution disabled (the real server knows from its queue);
 ``response_lost`` drops a step's response; ``redeliver`` delivers a step a second time
 while the first delivery still runs (the server's retry after a timed-out request),
-treating the first's answer as lost.
+treating the first's answer as lost; ``before_call`` lets a test change the world (stop
+a server) between two requests.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -187,6 +188,7 @@ class Executor:
         response_lost: Iterable[str] = (),
         redeliver: Iterable[str] = (),
         redeliver_after: float = 0.1,
+        before_call: Callable[[Run], Awaitable[None]] | None = None,
     ) -> None:
         self.serve_url = serve_url
         self.limits = limits
@@ -199,6 +201,7 @@ class Executor:
         self._lose = set(response_lost)
         self._redeliver = set(redeliver)
         self._redeliver_after = redeliver_after
+        self._before_call = before_call
         self.cel = Cel()
         self._waits: list[_Wait] = []
         self._seen_ids: dict[str, float] = {}
@@ -361,6 +364,8 @@ class Executor:
             },
             "use_api": False,
         }
+        if self._before_call is not None:
+            await self._before_call(run)  # a test changes the world between requests
         params = {"fnId": run.fn.id, "stepId": target or "step"}
         headers = {"x-inngest-server-kind": "dev"}
         async with contextlib.AsyncExitStack() as stack:

@@ -202,8 +202,8 @@ def rows(n: int) -> list[dict[str, Any]]:
     return [{"id": f"r{i:05d}", "n": i} for i in range(n)]
 
 
-async def test_a_2500_chunk_sync_spans_several_bounded_runs() -> None:
-    connector = MemoryConnector({"items": rows(2500)}, updated_field=None)
+async def test_a_1200_chunk_sync_spans_several_bounded_runs() -> None:
+    connector = MemoryConnector({"items": rows(1200)}, updated_field=None)
     store, dest = MemoryStateStore(), MemoryDestination()
     make = functions(
         {"memory": lambda spec: connector},
@@ -216,14 +216,14 @@ async def test_a_2500_chunk_sync_spans_several_bounded_runs() -> None:
         await ex.send(job_requested("memory", ["items"], job_id="jlong"))
         await ex.run_until_idle(within=120)
     entity_runs = ex.runs_of("-entity")
-    assert len(entity_runs) == 25 and all(r.status == "completed" for r in entity_runs)
+    assert len(entity_runs) == 12 and all(r.status == "completed" for r in entity_runs)
     assert max(r.steps for r in ex.runs) == 102  # locate + 100 chunks + hand-over
     assert max(r.state_bytes for r in ex.runs) < 1024 * 1024
-    assert len(chunk_steps(ex, "items")) == 2500 and connector.calls == 2500
-    assert set(dest.rows("items")) == {r["id"] for r in rows(2500)}
+    assert len(chunk_steps(ex, "items")) == 1200 and connector.calls == 1200
+    assert set(dest.rows("items")) == {r["id"] for r in rows(1200)}
     handovers = [e["id"] for e in ex.events if e["name"] == "statesync/entity.continue"]
     instance = job_instance(await store.get_job("jlong"))
-    assert handovers == [f"{instance}/items/sync/{n}" for n in range(100, 2500, 100)]
+    assert handovers == [f"{instance}/items/sync/{n}" for n in range(100, 1200, 100)]
     assert job_output(ex)["entities"][0]["state"] == "complete"
 
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import inngest
 import pytest
-from inngest_executor import Cel, ExecutorError, serving
+from inngest_executor import Cel, ExecutorError, Run, serving
+from redis_support import RedisServer
 from test_adapter_inngest import (
     SIZES,
     assert_exact,
@@ -102,6 +103,9 @@ async def test_duplicate_job_requests_share_one_chain_per_entity(
     starts = [(r.event["data"]["entity"], r.event["data"]["start"]) for r in ex.runs_of("-entity")]
     assert len(starts) == len(set(starts))  # one chain per entity, however many requests
     assert not [r for r in ex.runs_of("-entity") if r.status == "failed"]
+    ids = [e["id"] for e in ex.events if e["name"] == "statesync/entity.sync"]
+    # Every request's fan-out used the one id per entity; the copies were dropped.
+    assert len(set(ids)) == len(SIZES) < len(ids)
 
 
 async def test_a_step_delivered_twice_at_once_fetches_each_page_once(
@@ -262,6 +266,8 @@ async def test_an_oversized_event_is_refused_before_it_is_sent() -> None:
     assert "Inngest accepts at most 262144" in job.error["message"]
     assert ex.violations == []  # the executor's event API never saw it
     assert connector.calls == 0
+    with pytest.raises(ConfigurationError, match="262144"):
+        job_requested("memory", [f"e{i:06d}" for i in range(30_000)])
 
 
 async def test_retry_after_zero_is_raised_to_the_servers_second(
@@ -331,3 +337,62 @@ async def test_a_repeated_event_id_is_dropped_for_24_hours() -> None:
         await ex.run_until_idle()
     assert len(ex.runs_of("-job")) == 2
     assert len(ex.runs_of("-entity")) == 1  # the job was complete: nothing to start
+
+
+async def test_a_copy_of_an_entity_event_under_another_id_starts_nothing() -> None:
+    connector = MemoryConnector({"a": rows(3)}, updated_field=None)
+    make = functions({"memory": lambda spec: connector}, MemoryStateStore(), MemoryDestination())
+    async with serving(make) as ex:
+        await ex.send(job_requested("memory", ["a"], job_id="jcopy"))
+        await ex.run_until_idle()
+        (sync,) = [e for e in ex.events if e["name"] == "statesync/entity.sync"]
+        await ex.send({"name": sync["name"], "data": sync["data"], "id": "hand-made"})
+        await ex.run_until_idle()
+    assert len(ex.runs_of("-entity")) == 1  # the idempotency key (instance, entity, start)
+    assert connector.calls == 1
+
+
+def test_the_failure_handler_is_its_own_function_with_retries() -> None:
+    client = inngest.Inngest(app_id="failure-cfg", is_production=False)
+    fns = sync_functions(
+        client, connectors={}, store=MemoryStateStore(), destination=MemoryDestination()
+    )
+    config = next(f for f in fns if f.id.endswith("-entity-failure")).get_config("http://x")
+    main = config.main
+    assert main.steps["step"].retries is not None and main.steps["step"].retries.attempts == 4
+    (trigger,) = main.triggers
+    assert trigger.event == "inngest/function.failed"
+    assert Cel().true(
+        trigger.expression, {"event": {"data": {"function_id": "failure-cfg-statesync-entity"}}}
+    )
+    assert not Cel().true(
+        trigger.expression, {"event": {"data": {"function_id": "failure-cfg-statesync-job"}}}
+    )
+
+
+async def test_the_failure_handler_rides_out_a_store_outage(
+    sandbox: Sandbox, tmp_path: Path, redis_server: Callable[..., RedisServer]
+) -> None:
+    server = redis_server("--appendonly", "yes", "--appendfsync", "always")
+    sandbox.faults.add_rule(FaultRule(path_prefix="/v1/invoices", nth=1, status=401))
+    store = RedisStateStore.from_url(server.url, prefix="outage")
+
+    async def outage(run: Run) -> None:
+        # The store goes away just as the failure handler first reads it, and comes back
+        # for the handler's retry.
+        if run.fn.id.endswith("-entity-failure"):
+            if run.requests == 0:
+                await asyncio.to_thread(server.stop)
+            elif server.proc is None:
+                await asyncio.to_thread(server.start)
+
+    make = functions(stripe(sandbox), store, SQLiteDestination(tmp_path / "d.db"))
+    async with serving(make, before_call=outage) as ex:
+        await ex.send(job_requested("stripe", ["invoices"], job_id="joutage"))
+        await ex.run_until_idle()
+    (failure,) = ex.runs_of("-entity-failure")
+    reads = [a.outcome for a in ex.attempts if a.run_id == failure.id]
+    assert reads[0] in ("error", "retry") and reads[-1] == "ok", ex.attempts
+    assert failure.output == {"announced": True, "state": "failed"}
+    assert ex.clock < 3600  # the job learnt it from the announcement, not its timeout
+    assert job_output(ex)["entities"][0]["state"] == "failed"

@@ -181,7 +181,7 @@ def test_a_bad_config_fails_at_load_naming_file_and_key(
     (tmp_path / "statesync-state.db").unlink()
     bad = _write(tmp_path, "bad.toml", text.replace(old, new, 1).replace("anchored_note = 1", ""))
     done = statesync("run", "--config", bad, env=clean_env(sandbox), cwd=tmp_path)
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.returncode == 2, done.stdout + done.stderr  # a configuration error
     assert "bad.toml" in done.stderr and where in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
     assert len(sandbox.log()) == before, "a request was sent"
@@ -228,7 +228,7 @@ def test_a_plugin_by_module_path_and_an_unknown_name(sandbox: Sandbox, tmp_path:
     assert_exact(sandbox, tmp_path / "widgets.db", "widgets")
     assert "g1  gadgets  widgets" in statesync("status", cwd=tmp_path).stdout
     unknown = statesync("run", "--connector", "gizmos", "--entity", "x", env=env, cwd=tmp_path)
-    assert unknown.returncode == 1
+    assert unknown.returncode == 2
     assert "unknown connector 'gizmos'; installed: close, graphql, rest, stripe, widgets" in (
         unknown.stderr
     )

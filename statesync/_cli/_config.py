@@ -263,3 +263,9 @@ def with_options(prepared: Prepared, pairs: Sequence[str]) -> Prepared:
     params = dict(prepared.params)
     params["connector"] = {"name": prepared.connector, "options": options}
     return attrs.evolve(prepared, options=options, params=params)
+
+
+def config_file(prepared: Prepared) -> str | None:
+    """The job config file the job came from, if any."""
+    stored = prepared.params.get(CONFIG_KEY)
+    return str(stored.get("file")) if isinstance(stored, Mapping) else None
