@@ -9,8 +9,9 @@ its id in ``seen``.
 
 Every page after the first re-reads the record just before ``offset``. When it is seen,
 the page joins the previous one exactly. When it is not, records before our offset were
-deleted and offsets shifted: the walk re-opens at ``created >= last`` (or, when the API
-takes no lower bound, from the start of the list) at offset 0, skipping what is seen. So
+deleted and offsets shifted: the walk re-opens at ``created >= last`` at offset 0 or, when
+the API takes no lower bound, steps back (twice as far each time it still does not join,
+as :func:`statesync.connectors._anchored.rewound` does), skipping what is seen. So
 inserts and deletes anywhere lose nothing; a record deleted mid-sync may or may not come.
 """
 
@@ -38,6 +39,8 @@ class Anchor:
     seen: tuple[str, ...] = ()
     base: int = 0
     """Records handed out before the current query began (for the progress total)."""
+    back: int = 0
+    """While stepping back after a shift (no lower bound to filter by): the last step."""
 
     @classmethod
     def of(cls, state: FetchState) -> Anchor:
@@ -49,6 +52,7 @@ class Anchor:
             last=None if last is None else float(last),
             seen=tuple(str(i) for i in meta.get("seen") or ()),
             base=int(meta.get("base") or 0),
+            back=int(meta.get("back") or 0),
         )
 
     def metadata(self) -> dict[str, JSON]:
@@ -57,6 +61,7 @@ class Anchor:
             "last": self.last,
             "seen": list(self.seen),
             "base": self.base,
+            "back": self.back,
         }
 
     def is_seen(self, key: Key) -> bool:
@@ -64,12 +69,14 @@ class Anchor:
             return False
         return key[0] < self.last or (key[0] == self.last and key[1] in self.seen)
 
-    def reopened(self, processed: int, can_filter: bool) -> Anchor:
-        """A query at the last creation time handed out (or from the start), offset 0."""
+    def reopened(self, processed: int, can_filter: bool, size: int = 1) -> Anchor:
+        """A query at the last creation time handed out, offset 0; without a lower bound
+        to filter by, the same query stepped back twice as far as the last step."""
         if not can_filter or self.last is None:
-            return attrs.evolve(self, offset=0, window=None, base=0)
+            back = max(size, self.back * 2)
+            return attrs.evolve(self, offset=max(0, self.offset - back), back=back)
         return attrs.evolve(
-            self, offset=0, window=math.floor(self.last), base=processed - len(self.seen)
+            self, offset=0, window=math.floor(self.last), base=processed - len(self.seen), back=0
         )
 
     def after(self, fresh: Sequence[Key], offset: int) -> Anchor:
@@ -78,7 +85,7 @@ class Anchor:
             if last is None or when > last:
                 last, seen = when, []
             seen.append(ident)
-        return attrs.evolve(self, offset=offset, last=last, seen=tuple(seen))
+        return attrs.evolve(self, offset=offset, last=last, seen=tuple(seen), back=0)
 
 
 @frozen
@@ -120,7 +127,7 @@ class Absorbed:
 def absorb(plan_: Plan, keys: Sequence[Key], processed: int, can_filter: bool) -> Absorbed:
     anchor = plan_.anchor
     if plan_.overlaps and (not keys or not anchor.is_seen(keys[0])):
-        return Absorbed((), anchor.reopened(processed, can_filter), True)
+        return Absorbed((), anchor.reopened(processed, can_filter, plan_.limit), True)
     fresh = tuple(i for i, key in enumerate(keys) if not anchor.is_seen(key))
     after = anchor.after([keys[i] for i in fresh], plan_.skip + len(keys))
     return Absorbed(fresh, after, False)
