@@ -24,6 +24,7 @@ import attrs
 from attrs import frozen
 
 from statesync._models import JSON, FetchState
+from statesync.connectors._anchored import Ask, echoes
 
 Key = tuple[float, str]
 """A record's creation time (Unix seconds) and id: the list's order."""
@@ -41,6 +42,11 @@ class Anchor:
     """Records handed out before the current query began (for the progress total)."""
     back: int = 0
     """While stepping back after a shift (no lower bound to filter by): the last step."""
+    head: str | None = None
+    """The id of the list's first record, read at offset 0."""
+    echo: int = 0
+    """Answers running at later offsets that started with ``head`` (the server ignoring
+    the offset; see :func:`statesync.connectors._anchored.echoes`)."""
 
     @classmethod
     def of(cls, state: FetchState) -> Anchor:
@@ -53,6 +59,8 @@ class Anchor:
             seen=tuple(str(i) for i in meta.get("seen") or ()),
             base=int(meta.get("base") or 0),
             back=int(meta.get("back") or 0),
+            head=None if meta.get("head") is None else str(meta.get("head")),
+            echo=int(meta.get("echo") or 0),
         )
 
     def metadata(self) -> dict[str, JSON]:
@@ -62,6 +70,8 @@ class Anchor:
             "seen": list(self.seen),
             "base": self.base,
             "back": self.back,
+            "head": self.head,
+            "echo": self.echo,
         }
 
     def is_seen(self, key: Key) -> bool:
@@ -124,8 +134,21 @@ class Absorbed:
     shifted: bool
 
 
-def absorb(plan_: Plan, keys: Sequence[Key], processed: int, can_filter: bool) -> Absorbed:
+def absorb(
+    plan_: Plan,
+    keys: Sequence[Key],
+    processed: int,
+    can_filter: bool,
+    described: str | None = None,
+) -> Absorbed:
     anchor = plan_.anchor
+    first = keys[0][1] if keys else None
+    # A server ignoring the offset answers its first page at every offset: the shared
+    # walk's check stops it (NoProgressError) instead of walking on without records.
+    echo = echoes(anchor.head, anchor.echo, Ask(plan_.skip, plan_.limit), first, described)
+    if plan_.skip == 0 and first is not None:
+        anchor = attrs.evolve(anchor, head=first)
+    anchor = attrs.evolve(anchor, echo=echo)
     if plan_.overlaps and (not keys or not anchor.is_seen(keys[0])):
         return Absorbed((), anchor.reopened(processed, can_filter, plan_.limit), True)
     fresh = tuple(i for i, key in enumerate(keys) if not anchor.is_seen(key))

@@ -277,7 +277,7 @@ class RESTConnector(BaseConnector):
                 more, offset=step.skip + len(items), metadata={_PLANNED: True, _RAW_TOTAL: total}
             )
             return self._page(ent, items, token, None, answer, request)
-        absorbed = absorb(step, keys, processed, can_filter)
+        absorbed = absorb(step, keys, processed, can_filter, answer.described)
         if absorbed.shifted:
             token = Token(True, offset=0, metadata=absorbed.anchor.metadata())
             return self._page(ent, [], token, None, answer, request)

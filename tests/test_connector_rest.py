@@ -266,3 +266,18 @@ async def test_planned_concurrent_offsets_survive_drift(sandbox: Sandbox, where:
     log = sorted(sandbox.log()[start:], key=lambda e: e.started)
     overlapping = sum(1 for a, b in itertools.pairwise(log) if b.started < a.ended)
     assert overlapping > 0  # planned pages really were in flight together
+
+
+def test_a_server_ignoring_the_offset_stops_the_walk() -> None:
+    from statesync.connectors._rest_anchor import Anchor, absorb, plan
+    from statesync.errors import NoProgressError
+
+    first_page = [(float(1000 + i), f"r{i}") for i in range(11)]  # whatever the offset
+    anchor, processed = Anchor(), 0
+    with pytest.raises(NoProgressError, match="ignores the offset"):
+        for _ in range(10):
+            step = plan(anchor, processed, 10, 100, None, False)
+            keys = first_page[: step.limit]
+            absorbed = absorb(step, keys, processed, False, "GET /offset/x")
+            anchor, processed = absorbed.anchor, processed + len(absorbed.fresh)
+    assert processed == 11  # the first page, and one record of the second: then it stops
