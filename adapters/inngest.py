@@ -49,6 +49,7 @@ import inngest
 
 from statesync._budget import BudgetRegistry
 from statesync._models import SyncState
+from statesync._plugins import ConnectorPlugin, job_factory
 from statesync._policy import PolicySet
 from statesync.adapters._inngest_model import (
     FINAL_STATES,
@@ -121,7 +122,7 @@ _Json = dict[str, Any]
 def sync_functions(
     client: inngest.Inngest,
     *,
-    connectors: Mapping[str, ConnectorFactory],
+    connectors: Mapping[str, ConnectorFactory | ConnectorPlugin],
     store: StateStore,
     destination: Destination,
     policies: PolicySet | None = None,
@@ -136,7 +137,8 @@ def sync_functions(
     """The Inngest functions that run statesync jobs; serve them with your framework.
 
     ``connectors`` maps connector names (as job requests name them) to factories
-    building a connector for a job; keys and credentials come from your environment,
+    building a connector for a job, or to connector plugins ``(options, env)`` (see
+    :func:`statesync.job_factory`); keys and credentials come from your environment,
     never from event data. Each connector built is closed after its step.
     ``account_concurrency`` (≥ 1, or ``None`` for no cap) caps concurrently running
     entity steps per API account. ``wait_timeout`` (1 s to 365 days; the free plan
@@ -147,8 +149,9 @@ def sync_functions(
     setting raises :class:`~statesync.errors.ConfigurationError` naming it.
     """
     policies = policies or PolicySet()
+    per_job = {name: job_factory(factory) for name, factory in connectors.items()}
     _check_settings(
-        connectors=connectors,
+        connectors=per_job,
         policies=policies,
         chunks_per_run=chunks_per_run,
         event_prefix=event_prefix,
@@ -157,7 +160,7 @@ def sync_functions(
         entities_per_run=entities_per_run,
     )
     engine = Engine(
-        connectors, store, destination, policies, tuple(listeners), budgets or BudgetRegistry()
+        per_job, store, destination, policies, tuple(listeners), budgets or BudgetRegistry()
     )
     names = EventNames(event_prefix)
     entity = _entity_function(client, engine, names, chunks_per_run, account_concurrency)

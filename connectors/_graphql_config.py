@@ -48,7 +48,15 @@ def load_graphql_config(path: str | Path) -> GraphQLConfig:
         raise ConfigurationError(f"{path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path}: not valid TOML: {exc}") from None
-    _no_unknown(path, "", doc, _TOP)
+    return graphql_from_mapping(doc, source=str(path))
+
+
+def graphql_from_mapping(
+    doc: Mapping[str, Any], *, source: str = "GraphQL config"
+) -> GraphQLConfig:
+    """Check a mapping of the TOML file's shape (a job config's connector options)."""
+    path = source
+    _no_unknown(path, "", dict(doc), _TOP)
     tables = doc.get("entities")
     if not isinstance(tables, dict) or not tables:
         raise ConfigurationError(f"{path}: entities: expected at least one [entities.NAME] table")

@@ -11,3 +11,5 @@ exec 9>.venv/.setup.lock
 flock 9
 .venv/bin/python -m pip install -q --upgrade pip 2>/dev/null || true
 .venv/bin/python -m pip install -q -e '.[dev]' --config-settings editable_mode=strict
+# A third-party connector package (its own pyproject and entry point) for the plugin tests.
+.venv/bin/python -m pip install -q -e tests/plugin_pkg --no-deps

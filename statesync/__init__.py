@@ -19,6 +19,7 @@ from statesync._chunk import ChunkOutcome, apply_trigger, perform_sync_chunk
 from statesync._gc import collect_orphan_staging, find_orphan_staging
 from statesync._handle import JobHandle
 from statesync._instances import Instance, open_instance
+from statesync._jobconfig import JobConfig, job_config_from_mapping, load_job_config
 from statesync._listeners import LoggingListener, ProgressDisplay
 from statesync._machine import STATES, TRANSITIONS, TransitionDef, next_state
 from statesync._models import (
@@ -37,6 +38,13 @@ from statesync._models import (
     SyncState,
     TimeWindow,
     TransitionRecord,
+)
+from statesync._plugins import (
+    ConnectorPlugin,
+    installed_connectors,
+    job_factory,
+    open_connector,
+    resolve_connector,
 )
 from statesync._policy import ChunkPolicy, KindOverride, PolicySet, RetryDecision, RetryPolicy
 from statesync._policy_config import (
@@ -63,6 +71,7 @@ __all__ = [
     "CancelResult",
     "ChunkOutcome",
     "ChunkPolicy",
+    "ConnectorPlugin",
     "Destination",
     "Emitter",
     "EntityRecord",
@@ -72,6 +81,7 @@ __all__ = [
     "FetchState",
     "Holder",
     "Instance",
+    "JobConfig",
     "JobHandle",
     "JobSpec",
     "JobStatus",
@@ -110,14 +120,20 @@ __all__ = [
     "cancel_job",
     "collect_orphan_staging",
     "find_orphan_staging",
+    "installed_connectors",
+    "job_config_from_mapping",
+    "job_factory",
     "job_status",
+    "load_job_config",
     "load_policies",
     "next_state",
+    "open_connector",
     "open_instance",
     "perform_sync_chunk",
     "policies_from_env",
     "policies_from_mapping",
     "rate_info_from_headers",
     "redact",
+    "resolve_connector",
     "retry_after_from_headers",
 ]

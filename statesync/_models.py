@@ -98,11 +98,26 @@ class FetchState:
     """
 
     offset: int | None = None
+    """Offset pagination's position: the absolute index (0-based) in the connector's
+    query of the next record to fetch, i.e. how many records of that query the walk has
+    passed; ``None`` before the first page or for walks that do not use offsets. It is
+    the ``Page.next_offset`` of the last page written, copied as is."""
     cursor: str | None = None
+    """Cursor pagination's position: the opaque token (or next-page URL) the last page
+    handed back (``Page.next_cursor``); ``None`` means "from the start". Exclusive: it
+    names where the next page starts, never a record to fetch again."""
     total_processed: int = 0
+    """Records handed out so far by this entity's fetch, over every chunk (not only
+    this one). Connectors may read it (progress totals); the engine only adds to it."""
     has_more: bool = True
+    """``False`` once a page said the entity is exhausted: the fetch is complete."""
     iterations_in_chunk: int = 0
+    """Pages fetched in the current chunk (reset to 0 by :meth:`new_chunk`); the chunk
+    ends when it reaches ``ResumableFetchOptions.max_iterations``."""
     metadata: Mapping[str, JSON] = field(factory=dict, converter=_frozen_mapping)
+    """The connector's own position beyond offset and cursor (a date window, the ids
+    already handed out at the last timestamp, a page number...), JSON-compatible and
+    checkpointed as is; it is part of the position (:meth:`position`)."""
     partitions: tuple[Partition, ...] = field(default=(), converter=_partition_tuple)
     """Set when the entity is walked as concurrent time windows (then ``cursor`` and
     ``offset`` are unused and ``has_more`` says whether any window is unfinished)."""
@@ -131,11 +146,20 @@ class ResumableFetchOptions:
     """What to fetch in one chunk (the seed's ``ResumableFetchOptions``)."""
 
     entity: str
+    """The entity to fetch, as the job names it."""
     max_iterations: int = 10
+    """Pages (API calls) at most in this chunk; at least 1."""
     state: FetchState | None = None
+    """Where to resume; ``None`` starts afresh (``BaseConnector.initial_state``)."""
     page_size: int = 100
+    """Records asked for per page; connectors clamp it to their API's maximum."""
     since: datetime | None = None
+    """Incremental syncs only: the watermark of the last complete sync (the destination's
+    highest ``Record.watermark``, capped at that job's start less a margin). Inclusive:
+    records changed *at or after* it must be fetched; re-fetching a record is harmless
+    (destinations upsert by id), missing one is not. Naive values mean UTC."""
     mode: SyncMode = SyncMode.FULL
+    """``full`` fetches everything; ``incremental`` fetches changes since ``since``."""
 
     def __attrs_post_init__(self) -> None:
         if self.max_iterations < 1:
@@ -149,10 +173,17 @@ class PageRequest:
     """One page to fetch: the token in. Connectors answer it with a :class:`Page`."""
 
     entity: str
+    """The entity to fetch a page of."""
     state: FetchState
+    """The position to fetch from (the token in): offset, cursor and metadata."""
     page_size: int
+    """Records to ask for; the connector may clamp it to its API's maximum, and a page
+    shorter than asked does not by itself mean the end (``Page.has_more`` says)."""
     since: datetime | None
+    """The incremental lower bound, inclusive (see ``ResumableFetchOptions.since``);
+    ``None`` in full syncs."""
     mode: SyncMode
+    """Full or incremental (an incremental request with ``since=None`` fetches all)."""
     window: TimeWindow | None = None
     """The creation-time window to restrict the request to (partitioned entities)."""
 
@@ -162,12 +193,21 @@ class Record:
     """One source record: its key, timestamps and the raw JSON object."""
 
     id: str
+    """The record's key in the destination (upserts and deletes are by id)."""
     data: Mapping[str, JSON]
+    """The record as the API returned it (JSON-compatible), stored as is."""
     updated_at: datetime | None = None
+    """When the record last changed (timezone-aware, UTC if naive). It drives the
+    watermark: set it only to the time incremental syncs filter on, since the next
+    incremental sync starts from the highest one written."""
     created_at: datetime | None = None
+    """When the record was created: the watermark when ``updated_at`` is unset, and what
+    the engine splits creation-time windows by (required for partitioned entities)."""
 
     @property
     def watermark(self) -> datetime | None:
+        """``updated_at``, else ``created_at``: what the destination's watermark (the next
+        incremental ``since``) is computed from."""
         return self.updated_at or self.created_at
 
 
@@ -188,12 +228,25 @@ class Page:
     """One answered page: the records and the token out."""
 
     records: tuple[Record, ...]
+    """The records to write, in any order; records handed out before (an anchored
+    re-read) must be left out, so each record of a walk is handed out once."""
     has_more: bool
+    """Whether another page follows. ``False`` ends the fetch (the entity completes), so
+    set it false only when the API said so: a has-more flag, no next token, a total
+    reached, or an empty or short page for APIs whose pages are full until the end. A
+    page with no records may still say ``True`` (the position moved, e.g. re-opened)."""
     next_offset: int | None = None
+    """The absolute offset of the next page in the connector's query (not relative to
+    this page); becomes ``FetchState.offset``. ``None`` for cursor walks."""
     next_cursor: str | None = None
+    """The token for the next page (exclusive: it points after this page's last record);
+    becomes ``FetchState.cursor``. ``None`` for offset walks or at the end."""
     metadata: Mapping[str, JSON] | None = None
+    """The connector's next position beyond offset/cursor; ``None`` keeps the previous
+    ``FetchState.metadata``, a mapping (even empty) replaces it."""
     total: int | None = None
-    """Records the API says the whole entity has, when it says so (for progress)."""
+    """Records the API says the whole entity has, when it says so (for progress only:
+    never used to decide the end; absolute, not what remains)."""
     rate: RateInfo | None = None
     """What the API said about the account's rate limit with this answer, if anything."""
     request: str | None = None

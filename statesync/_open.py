@@ -1,4 +1,4 @@
-"""Open stores, destinations and connectors from the URLs and names the CLI takes.
+"""Open stores and destinations from the URLs the CLI takes (connectors: ``_plugins``).
 
 Backends are imported here lazily, so a missing extra fails with a message naming it
 only when that backend is asked for.
@@ -6,15 +6,11 @@ only when that backend is asked for.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from statesync._urls import check_destination_url, check_store_url
-from statesync.connector import BaseConnector
 from statesync.destination import Destination
-from statesync.errors import ConfigurationError
 from statesync.store import StateStore
 
 
@@ -67,42 +63,3 @@ def open_destination(url: str) -> Destination:
     from statesync.destinations.sqlite import SQLiteDestination
 
     return SQLiteDestination(_sqlite_path(url))
-
-
-CONNECTORS = ("stripe", "close", "graphql")
-
-
-def open_connector(
-    name: str, api_key: str | None, params: Mapping[str, Any], entities: Sequence[str]
-) -> BaseConnector:
-    """Build a shipped connector from a job's (secret-free) params and a key."""
-    if not api_key:
-        raise ConfigurationError(
-            f"connector {name!r} needs an API key: set STATESYNC_API_KEY "
-            "(keys are never stored with the job, so resume needs it again)"
-        )
-    if name == "stripe":
-        from statesync.connectors.stripe import StripeConnector
-
-        return StripeConnector(api_key, base_url=params.get("base_url"), entities=entities)
-    if name == "close":
-        from statesync.connectors.close import CloseConnector
-
-        base = params.get("base_url")
-        return CloseConnector(api_key, entities=entities, **({"base_url": base} if base else {}))
-    if name == "graphql":
-        return _graphql(api_key, params)
-    raise ConfigurationError(f"unknown connector {name!r}; known: {', '.join(CONNECTORS)}")
-
-
-def _graphql(api_key: str, params: Mapping[str, Any]) -> BaseConnector:
-    from statesync.connectors._graphql_config import load_graphql_config
-    from statesync.connectors.graphql import GraphQLConnector
-
-    url, config_path = params.get("base_url"), params.get("graphql_config")
-    if not url or not config_path:
-        raise ConfigurationError(
-            "the graphql connector needs --base-url (the endpoint) and --graphql-config FILE"
-        )
-    config = load_graphql_config(config_path)
-    return GraphQLConnector(url, entities=config.entities, headers=config.headers(api_key))

@@ -4,8 +4,9 @@ A connector knows how to ask its API for one page given a :class:`FetchState`, a
 to read the answer into a :class:`Page`. The chunk loop, checkpoints, retries and
 waiting are the engine's, written once in :mod:`statesync._chunk`.
 
-Implementations live in :mod:`statesync.connectors` (Stripe, Close, GraphQL); each
-passes the connector contract suite (``tests/connector_contract.py``).
+Implementations live in :mod:`statesync.connectors` (Stripe, Close, GraphQL, REST);
+each passes the connector contract shipped as :mod:`statesync.testing`, which a
+third-party connector runs too.
 """
 
 from __future__ import annotations
@@ -31,7 +32,14 @@ class Partitioning:
     """
 
     newest_first: bool = True
+    """The order of records inside a window: ``True`` newest first (descending creation
+    time, Stripe), ``False`` oldest first. The engine splits a window on the far side
+    of the page just landed, so this must be the API's real order."""
     lower: int | None = None
+    """The earliest creation time records can have, in Unix seconds, inclusive; ``None``
+    leaves the oldest window open below. Windows are ``[lower, upper)`` (see
+    :class:`~statesync.TimeWindow`): a connector sends ``created >= lower`` and
+    ``created < upper``."""
 
 
 class BaseConnector(abc.ABC):

@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-PUBLIC = ["statesync", "statesync.sandbox"]
+PUBLIC = ["statesync", "statesync.sandbox", "statesync.testing", "statesync.connectors.rest"]
 
 
 def _isort_key(name: str) -> tuple[int, str]:

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from statesync._budget import RedisBudgets
 from statesync._cancel import cancel_job
+from statesync._cli import _config
 from statesync._cli._contract import (
     EXIT_BUSY,
     EXIT_FAILED,
@@ -43,7 +44,7 @@ from statesync._display import ChunkLines, LeaseLines
 from statesync._instances import Instance, resolve_instance
 from statesync._listeners import LoggingListener, ProgressDisplay
 from statesync._models import SyncMode
-from statesync._open import CONNECTORS, open_connector, open_destination, open_store
+from statesync._open import open_destination, open_store
 from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
 from statesync._sandbox_flags import NAMED_FAULTS, PAYLOAD_HELP
 from statesync._status import job_status
@@ -58,7 +59,6 @@ T = TypeVar("T")
 __all__ = ["EXIT_BUSY", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK"]
 DEFAULT_STORE = "sqlite:///statesync-state.db"
 DEFAULT_DEST = "sqlite:///statesync-data.db"
-API_KEY_ENV = "STATESYNC_API_KEY"
 DEFAULT_LEASE_WAIT = 300.0
 
 
@@ -183,7 +183,18 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.command()
-@click.option("--connector", type=click.Choice(CONNECTORS), default="stripe", show_default=True)
+@click.option(
+    "--connector",
+    default=None,
+    help="stripe (default), close, graphql, rest, an installed plugin, or module:factory.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Job config TOML: connector, entities, policies, store, destination.",
+)
 @click.option("--base-url", default=None, help="API base URL (e.g. the sandbox's).")
 @click.option(
     "--graphql-config",
@@ -195,9 +206,16 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
     "--entity",
     "entities",
     multiple=True,
-    required=True,
     callback=check_entities,
-    help="Repeat per entity.",
+    help="Repeat per entity (required unless --config names them).",
+)
+@click.option(
+    "--option",
+    "connector_flags",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A connector option (VALUE read as TOML: skip_cap=1000, fields.lead=['id']); "
+    "stored with the job. Repeatable.",
 )
 @click.option("--mode", type=click.Choice([m.value for m in SyncMode]), default="full")
 @click.option(
@@ -214,32 +232,44 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
 )
 @_common
 def run(
-    connector: str,
+    connector: str | None,
+    config_path: str | None,
     base_url: str | None,
     graphql_config: str | None,
     entities: tuple[str, ...],
+    connector_flags: tuple[str, ...],
     mode: str,
     job_id: str | None,
     namespace: str | None,
     **opts: Any,
 ) -> None:
-    """Start a sync job. The API key comes from $STATESYNC_API_KEY."""
+    """Start a sync job. Keys come from environment variables ($STATESYNC_API_KEY unless
+    the job config names another); flags override the --config file's settings."""
+    ctx = click.get_current_context()
 
     async def go() -> int:
-        # Stored with the job so `resume` rebuilds the same connector: no secrets here.
-        given = {"base_url": base_url, "graphql_config": graphql_config}
-        params = {k: v for k, v in given.items() if v}
-        check_tables(entities, namespace)
-        runner, display = _runner(connector, params, entities, **opts)
+        prepared = _config.prepare_run(
+            ctx, config_path, connector, base_url, graphql_config, entities, mode, job_id, opts
+        )
+        prepared = _config.with_options(prepared, connector_flags)
+        check_tables(prepared.entities, namespace)
+        runner, display = _runner(prepared)
         async with _session(runner):
+            # Stored with the job so `resume` rebuilds the same connector: no secrets here.
             instance = await runner.open_job(
-                entities, mode=SyncMode(mode), job_id=job_id, params=params, namespace=namespace
+                prepared.entities,
+                mode=prepared.mode,
+                job_id=prepared.job_id,
+                params=prepared.params,
+                namespace=namespace,
             )
             if not opts["as_json"]:
                 verb = "job" if instance.created else "resuming job"
                 number = f" instance {instance.number}" if instance.number > 1 else ""
                 _console().print(f"{verb} {instance.job_id}{number}")
-            return await _drive(runner, display, instance, retry_failed=False, opts=opts)
+            return await _drive(
+                runner, display, instance, retry_failed=False, opts=prepared.settings
+            )
 
     sys.exit(_run(go))
 
@@ -249,7 +279,9 @@ def run(
 @click.option("--retry-failed", is_flag=True, help="Resume entities that had failed too.")
 @_common
 def resume(job_id: str, retry_failed: bool, **opts: Any) -> None:
-    """Resume a job (its latest instance) where it stopped."""
+    """Resume a job (its latest instance) where it stopped, with the connector, policies
+    and destination it ran with; flags given here override them."""
+    ctx = click.get_current_context()
 
     async def go() -> int:
         store = existing_store(opts["store"], job_id)
@@ -258,18 +290,26 @@ def resume(job_id: str, retry_failed: bool, **opts: Any) -> None:
             spec = await store.get_job(store_id)
         finally:
             await store.aclose()
-        runner, display = _runner(spec.connector, spec.params, spec.entities, **opts)
+        prepared = _config.prepare_resume(ctx, spec, opts)
+        if prepared.overrides and not opts["as_json"]:
+            shown = ", ".join("--" + o.replace("_", "-") for o in prepared.overrides)
+            _console().print(f"overriding the job's stored settings: {shown}")
+        runner, display = _runner(prepared)
         instance = Instance(job_id, number, store_id, created=False)
         async with _session(runner):
-            return await _drive(runner, display, instance, retry_failed=retry_failed, opts=opts)
+            return await _drive(
+                runner, display, instance, retry_failed=retry_failed, opts=prepared.settings
+            )
 
     sys.exit(_run(go))
 
 
-def _runner(
-    connector: str,
-    params: Any,
-    entities: Sequence[str],
+def _runner(prepared: _config.Prepared) -> tuple[LocalRunner, Display | None]:
+    return _build_runner(prepared, **prepared.settings)
+
+
+def _build_runner(
+    prepared: _config.Prepared,
     *,
     store: str,
     dest: str,
@@ -285,8 +325,15 @@ def _runner(
     """The runner, built in an order that writes nothing until all is known good:
     policies, then the connector (its key), then the store (opened lazily) and last the
     destination (a SQLite destination creates its file)."""
-    key = os.environ.get(API_KEY_ENV)
-    policy_set = _policies(policies, connector, entities, attempts, chunk_flags)
+    connector, entities = prepared.connector, prepared.entities
+    document = _config.policy_document(prepared)
+    if document is not None:
+        from statesync._policy_config import policies_from_mapping
+
+        source = _config.config_file(prepared)
+        policy_set = policies_from_mapping(document, source=f"{source} [policies]")
+    else:
+        policy_set = _policies(policies, connector, entities, attempts, chunk_flags)
     console = _console()
     display: Display | None = None
     listeners: list[Listener] = [LeaseLines(Console(stderr=True, highlight=False))]
@@ -295,8 +342,8 @@ def _runner(
         listeners.append(display)
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        listeners.append(LoggingListener(secrets=[key] if key else []))
-    built = open_connector(connector, key, params, entities)
+        listeners.append(LoggingListener(secrets=_config.secrets(prepared.options, os.environ)))
+    built = _config.build_connector(prepared, os.environ)
     state = open_store(store)
     runner = LocalRunner(
         connector=built,

@@ -14,6 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from statesync._cli._config import describe
 from statesync._cli._contract import command_error, emit, json_mode
 from statesync._open import open_store
 from statesync._status import JobStatus, Liveness, job_status
@@ -123,11 +124,16 @@ async def _status(
         st = existing_store(store, job_id)
         try:
             found = await job_status(st, job_id, instance=instance)
+            described = describe(await st.get_job(found.store_id))
         finally:
             await st.aclose()
         payload = found.to_json()
+        if described:
+            payload["config"] = described
         if not as_json:
             console().print(status_table(found))
+            if described:
+                console().print(described, soft_wrap=True)
     if dest is not None:
         from statesync._cli._gc import orphan_lines
 

@@ -21,6 +21,7 @@ from ._faults import (
 )
 from ._graphql import GraphQLApi
 from ._log import RequestLogEntry
+from ._rest import RestApi
 from ._server import Sandbox, default_plugins, serve
 from ._stripe import StripeApi
 
@@ -41,6 +42,7 @@ __all__ = [
     "RateLimitStyle",
     "RecordMaker",
     "RequestLogEntry",
+    "RestApi",
     "Sandbox",
     "SandboxConfig",
     "StripeApi",

@@ -23,6 +23,7 @@ DEFAULT_SIZES: Mapping[str, int] = {
     "close.user": 6,
     "graphql.tickets": 150,
     "graphql.articles": 90,
+    "rest.issues": 120,
 }
 
 

@@ -282,6 +282,16 @@ class Dataset:
         with self._lock:
             self._stores = stores
 
+    def resize(self, entity: str, size: int) -> None:
+        """Replace ``entity`` by a fresh store of ``size`` records (the same records a
+        sandbox configured with that size serves)."""
+        if size < 0:
+            raise ValueError(f"invalid entity size {entity!r}={size}")
+        store = EntityStore(entity, self._makers(entity), self._seed, size, self._step)
+        with self._lock:
+            self._sizes[entity] = size
+            self._stores = {**self._stores, entity: store}
+
     @property
     def entities(self) -> list[str]:
         return sorted(self._stores)

@@ -21,12 +21,13 @@ from ._dataset import Where
 from ._faults import FaultInjector
 from ._graphql import GraphQLApi
 from ._log import RequestLogEntry
+from ._rest import RestApi
 from ._stripe import StripeApi
 
 
 def default_plugins() -> list[ApiPlugin]:
-    """The APIs mounted by default; add Close CRM / GraphQL plugins here."""
-    return [StripeApi(), CloseApi(), GraphQLApi()]
+    """The APIs mounted by default: Stripe, Close CRM, GraphQL and the generic REST API."""
+    return [StripeApi(), CloseApi(), GraphQLApi(), RestApi()]
 
 
 class _Server(ThreadingHTTPServer):
@@ -224,6 +225,10 @@ class Sandbox:
     ) -> list[str]:
         """Delete records; they stay valid as ``starting_after`` cursors."""
         return self._core.dataset.store(entity).delete(ids_or_count, where)
+
+    def resize(self, entity: str, size: int) -> None:
+        """Serve ``entity`` afresh with ``size`` records (one server for many data sets)."""
+        self._core.dataset.resize(entity, size)
 
     def reset(self) -> None:
         """Fresh data, no faults, empty log."""
