@@ -11,19 +11,36 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any, TypeVar
 
+import attrs
 import inngest
 from attrs import field, frozen
 from cattrs.errors import BaseValidationError
 
 from statesync._chunk import ChunkOutcome
 from statesync._converter import converter
-from statesync._models import JSON, EntityRecord, ErrorInfo, FetchState, SyncMode, SyncState
+from statesync._models import (
+    JSON,
+    EntityRecord,
+    ErrorInfo,
+    FetchState,
+    JobSpec,
+    SyncMode,
+    SyncState,
+)
 
 T = TypeVar("T")
 
 RUNNING_STATES = frozenset({SyncState.PENDING, SyncState.FETCHING, SyncState.CHUNK_DONE})
+FINAL_STATES = tuple(s.value for s in SyncState if s not in RUNNING_STATES)
+
+MAX_EVENT_BYTES = 256 * 1024
+"""Inngest's smallest event size limit (the free plan's; paid plans allow 3 MiB)."""
+MIN_RETRY_AFTER = timedelta(seconds=1)
+MAX_RETRY_AFTER = timedelta(hours=24)
+"""Inngest clamps a ``RetryAfterError`` delay into this range; the adapter does first."""
 
 
 @frozen
@@ -48,6 +65,28 @@ class EventNames:
     def entity_finished(self) -> str:
         return f"{self.prefix}/entity.finished"
 
+    @property
+    def job_batch(self) -> str:
+        return f"{self.prefix}/job.batch"
+
+    @property
+    def batch_finished(self) -> str:
+        return f"{self.prefix}/batch.finished"
+
+
+def job_instance(spec: JobSpec) -> str:
+    """The id of one *instance* of a job: the only place the adapter derives it.
+
+    Every event id that must collapse duplicates (fan-out, hand-over) and every wait is
+    keyed by it, never by a run id, so two requests for one job share one chain per
+    entity, while a job id reused after the old job expired is a new instance. It is
+    the destinations' key too (:attr:`EntityRecord.destination_job`): a job's records
+    and its spec carry the same creation time.
+    """
+    if spec.created_at is None:
+        return spec.job_id
+    return f"{spec.job_id}@{spec.created_at.isoformat()}"
+
 
 def _entities(value: object) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, list | tuple):
@@ -70,20 +109,54 @@ class JobRequest:
 
 @frozen
 class EntityTask:
-    """``entity.sync`` / ``entity.continue`` data; ``account`` feeds the concurrency key."""
+    """``entity.sync`` / ``entity.continue`` data; ``account`` feeds the concurrency key.
+
+    ``chain`` names the chain of runs this one belongs to (``sync`` for a job's first,
+    ``resume-{version}`` for one a ``retry_failed`` request started) and ``start`` the
+    chunk it starts at: with ``instance`` they make the run's event id and idempotency
+    key, so a duplicate of any of them starts nothing.
+    """
 
     job_id: str
     entity: str
     account: str
+    instance: str = ""
+    chain: str = "sync"
+    start: int = 0
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.instance}/{self.entity}/{self.chain}/{self.start}"
+
+    def handover(self, chunk: int) -> EntityTask:
+        return attrs.evolve(self, start=chunk)
+
+
+@frozen
+class JobBatch:
+    """``job.batch`` data: a slice of a job too large for one run's 1,000 steps."""
+
+    job_id: str
+    instance: str
+    batch: int
+    start: int
+    stop: int
+    retry_failed: bool = False
 
 
 @frozen
 class JobPlan:
-    """The job step's output: which entities still need a run."""
+    """The job step's output: which entities still need a run.
+
+    ``batches`` (``(start, stop)`` slices of the job's entities) is set instead of
+    ``tasks`` when the job is too large for one run to wait on every entity.
+    """
 
     job_id: str
+    instance: str
     account: str
-    pending: tuple[str, ...]
+    tasks: tuple[EntityTask, ...] = ()
+    batches: tuple[tuple[int, int], ...] = ()
 
 
 @frozen
@@ -123,6 +196,31 @@ class ChunkSummary:
         if not isinstance(next_chunk, int):
             raise inngest.NonRetriableError(f"malformed ChunkSummary: next_chunk={next_chunk!r}")
         return next_chunk, state not in RUNNING_STATES
+
+    def brief(self) -> dict[str, Any]:
+        """The memoized output of a chunk that did not end the entity.
+
+        The SDK replays every memo of a run on each request, at a cost that grows with
+        the memos' number and size; a mid-run chunk needs only what :meth:`peek` reads.
+        """
+        if self.finished:
+            return dump(self)
+        return {"next_chunk": self.next_chunk, "state": self.state.value}
+
+    @classmethod
+    def done(cls, rec: EntityRecord, chunk: int) -> ChunkSummary:
+        """The summary of chunk ``chunk`` that the store already shows finished."""
+        return cls(
+            job_id=rec.job_id,
+            entity=rec.entity,
+            chunk=chunk,
+            next_chunk=chunk + 1,
+            state=rec.state,
+            fetch_state=rec.fetch_state,
+            records=rec.records,
+            attempts=rec.attempts,
+            error=rec.last_error,
+        )
 
     @classmethod
     def of(cls, out: ChunkOutcome) -> ChunkSummary:
@@ -180,5 +278,35 @@ def load(raw: object, cls: type[T]) -> T:
 
 
 def literal(value: str) -> str:
-    """A string literal for an Inngest (CEL) expression."""
-    return json.dumps(value)
+    """A CEL string literal for an Inngest expression, valid for any Unicode text.
+
+    ASCII only: quotes, backslashes and control characters escaped; other characters as
+    ``\\uXXXX`` or, outside the Basic Multilingual Plane, ``\\UXXXXXXXX`` (CEL has no
+    surrogate pairs, which ``json.dumps`` would write). A lone surrogate is no
+    character at all and is refused.
+    """
+    out = ['"']
+    for char in value:
+        code = ord(char)
+        if 0xD800 <= code <= 0xDFFF:
+            raise ValueError(f"{value!r} holds a lone surrogate, not text")
+        if char in '"\\':
+            out.append("\\" + char)
+        elif 0x20 <= code < 0x7F:
+            out.append(char)
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def event_bytes(event: Mapping[str, Any]) -> int:
+    """An event's size as Inngest counts it: its JSON encoding."""
+    return len(json.dumps(event, separators=(",", ":")).encode())
+
+
+def retry_after(seconds: float) -> timedelta:
+    """A retry delay Inngest accepts as given (1 s to 24 h)."""
+    return min(max(timedelta(seconds=seconds), MIN_RETRY_AFTER), MAX_RETRY_AFTER)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
+import attrs
 import inngest
 from attrs import field, frozen
 
@@ -26,19 +27,40 @@ from statesync.adapters._inngest_model import (
     ChunkSummary,
     EntitySummary,
     EntityTask,
+    JobBatch,
     JobPlan,
     JobRequest,
     JobSummary,
+    job_instance,
+    retry_after,
 )
 from statesync.connector import BaseConnector
 from statesync.destination import Destination
-from statesync.errors import ConflictError, UnknownJobError
+from statesync.errors import (
+    ConfigurationError,
+    ConflictError,
+    InvalidTransitionError,
+    LeaseError,
+    UnknownJobError,
+)
 from statesync.events import Emitter, Listener
 from statesync.store import StateStore
 
 ConnectorFactory = Callable[[JobSpec], BaseConnector]
 
 _SPEC_CACHE_SIZE = 256
+_CONFLICT_SHARE = 0.25
+"""A conflicting delivery retries after this share of the lease TTL: the holder is
+mid-chunk, renewing every third of it."""
+
+
+class StepConflictError(inngest.RetryAfterError):
+    """Another delivery holds the entity's lease: this one fetched nothing, and retries.
+
+    Inngest delivers a step again while the first delivery may still run (a lost
+    response, a timeout); the retry finds the chunk done. ``__cause__`` is the
+    :class:`~statesync.errors.LeaseError`.
+    """
 
 
 @frozen
@@ -55,18 +77,80 @@ class Engine:
 
     # -- job --------------------------------------------------------------------
 
-    async def plan_job(self, req: JobRequest, default_id: str) -> JobPlan:
+    async def plan_job(self, req: JobRequest, default_id: str, per_run: int) -> JobPlan:
         """Create the job if absent (a replayed or duplicated request finds it) and
-        say which entities still need a run."""
+        say which entities still need a run, or, past ``per_run`` entities, which
+        batches of them get a run of their own."""
         job_id = req.job_id or default_id
         spec = await self._ensure_job(req, job_id)
-        if req.retry_failed:
-            await self._resume_failed(job_id)
-        records = await self.store.list_entities(job_id)
-        pending = tuple(r.entity for r in records if r.state in RUNNING_STATES)
+        account = await self._account(spec)
+        instance = job_instance(spec)
+        count = len(spec.entities)
+        if count > per_run:
+            slices = tuple((i, min(i + per_run, count)) for i in range(0, count, per_run))
+            return JobPlan(job_id, instance, account, batches=slices)
+        tasks = await self._tasks(spec, account, spec.entities, req.retry_failed)
+        return JobPlan(job_id, instance, account, tasks=tasks)
+
+    async def plan_batch(self, batch: JobBatch) -> JobPlan:
+        spec = await self._spec(batch.job_id)
+        if job_instance(spec) != batch.instance:
+            raise inngest.NonRetriableError(f"job {batch.job_id!r} is no longer {batch.instance}")
+        account = await self._account(spec)
+        names = spec.entities[batch.start : batch.stop]
+        tasks = await self._tasks(spec, account, names, batch.retry_failed)
+        return JobPlan(batch.job_id, batch.instance, account, tasks=tasks)
+
+    async def _tasks(
+        self, spec: JobSpec, account: str, names: tuple[str, ...], retry_failed: bool
+    ) -> tuple[EntityTask, ...]:
+        """One task per unfinished entity: the job's first chain, or a resumed one."""
+        instance, wanted = job_instance(spec), set(names)
+        tasks = []
+        for rec in await self.store.list_entities(spec.job_id):
+            if rec.entity not in wanted:
+                continue
+            task = EntityTask(spec.job_id, rec.entity, account, instance)
+            if rec.state is SyncState.FAILED and retry_failed:
+                task = await self._resume(task) or task
+            elif rec.state not in RUNNING_STATES:
+                continue
+            tasks.append(task)
+        order = {name: i for i, name in enumerate(names)}
+        return tuple(sorted(tasks, key=lambda t: order[t.entity]))
+
+    async def _resume(self, task: EntityTask) -> EntityTask | None:
+        """Resume a failed entity as a new chain, keyed by the version the resume wrote
+        (a concurrent request's resume wins the CAS, and its own chain runs)."""
+        try:
+            rec = await apply_trigger(self.store, task.job_id, task.entity, "resume", attempts=0)
+        except (InvalidTransitionError, ConflictError):
+            return None
+        return attrs.evolve(task, chain=f"resume-{rec.version}", start=rec.chunk_index)
+
+    async def _account(self, spec: JobSpec) -> str:
         async with self._connector(spec) as connector:
-            account = connector.account
-        return JobPlan(job_id, account, pending)
+            return connector.account
+
+    async def batch_final(self, batch: JobBatch) -> bool:
+        """Whether every entity of ``batch`` is final already."""
+        spec = await self._spec(batch.job_id)
+        names = set(spec.entities[batch.start : batch.stop])
+        records = await self.store.list_entities(batch.job_id)
+        return all(r.state not in RUNNING_STATES for r in records if r.entity in names)
+
+    async def split_final(
+        self, tasks: tuple[EntityTask, ...]
+    ) -> tuple[list[EntityTask], list[tuple[EntityTask, SyncState]]]:
+        """Tasks still running, and those whose entity is final already."""
+        running, final = [], []
+        for task in tasks:
+            rec = await self.store.get_entity(task.job_id, task.entity)
+            if rec.state in RUNNING_STATES:
+                running.append(task)
+            else:
+                final.append((task, rec.state))
+        return running, final
 
     async def _ensure_job(self, req: JobRequest, job_id: str) -> JobSpec:
         self._factory(req.connector)  # refuse unknown connectors before storing anything
@@ -104,11 +188,6 @@ class Engine:
     async def _since(self, entity: str, mode: SyncMode) -> datetime | None:
         return None if mode is SyncMode.FULL else await self.destination.watermark(entity)
 
-    async def _resume_failed(self, job_id: str) -> None:
-        for rec in await self.store.list_entities(job_id):
-            if rec.state is SyncState.FAILED:
-                await apply_trigger(self.store, job_id, rec.entity, "resume", attempts=0)
-
     async def summarize(self, job_id: str) -> JobSummary:
         records = await self.store.list_entities(job_id)
         if not any(r.state in RUNNING_STATES for r in records):
@@ -136,10 +215,22 @@ class Engine:
         )
 
     async def run_chunk(self, task: EntityTask, chunk: int, owner: str) -> ChunkSummary:
-        """Run chunk ``chunk`` (or find it done) and settle the outcome for Inngest."""
+        """Run chunk ``chunk`` (or find it done) and settle the outcome for Inngest.
+
+        ``owner`` is unique per delivery of the step, so of two deliveries at once
+        exactly one holds the lease; the other raises :class:`StepConflictError` before
+        any request. A chunk the store shows done needs no lease at all.
+        """
         spec = await self._spec(task.job_id)
+        rec = await self.store.get_entity(task.job_id, task.entity)
+        if rec.chunk_index > chunk:
+            return settle(_already_done(rec, chunk))
         chunk_policy = self.policies.chunk_for(spec.connector, task.entity)
-        async with self._connector(spec) as connector, self._lease(task, spec, owner) as lease:
+        async with (
+            _no_retry_on(ConfigurationError),
+            self._connector(spec) as connector,
+            self._lease(task, spec, owner) as lease,
+        ):
             out = await perform_sync_chunk(
                 job_id=task.job_id,
                 entity=task.entity,
@@ -182,11 +273,12 @@ class Engine:
         ttl = self.policies.chunk_for(spec.connector, task.entity).lease_ttl
         lease = await self.store.acquire_lease(task.job_id, task.entity, owner, ttl)
         if lease is None:
-            # Another run (a duplicate request, or an attempt Inngest gave up waiting
-            # for) is driving this entity; try again once its lease may have lapsed.
-            raise inngest.RetryAfterError(
-                f"another run holds the lease on {task.entity!r}", timedelta(seconds=ttl)
-            )
+            # Another delivery (of this step, or of a duplicate chain) drives the
+            # entity; by the retry it has likely finished the chunk.
+            cause = LeaseError(f"another delivery holds the lease on {task.entity!r}")
+            raise StepConflictError(
+                f"{task.entity}: {cause}", retry_after(ttl * _CONFLICT_SHARE)
+            ) from cause
         keeper = _Lease(LeaseKeeper(self.store, lease, ttl))
         try:
             yield keeper
@@ -205,6 +297,15 @@ class Engine:
         return spec
 
 
+@contextlib.asynccontextmanager
+async def _no_retry_on(*kinds: type[Exception]) -> AsyncIterator[None]:
+    """A bad setting (an entity name no table can have) fails the same on every retry."""
+    try:
+        yield
+    except kinds as exc:
+        raise inngest.NonRetriableError(f"{type(exc).__name__}: {exc}") from exc
+
+
 @frozen
 class _Lease:
     keeper: LeaseKeeper
@@ -213,12 +314,29 @@ class _Lease:
         return self.keeper.current()
 
 
+def _already_done(rec: EntityRecord, chunk: int) -> ChunkOutcome:
+    return ChunkOutcome(
+        job_id=rec.job_id,
+        entity=rec.entity,
+        state=rec.state,
+        fetch_state=rec.fetch_state,
+        chunk_index=chunk,
+        attempts=rec.attempts,
+        error=rec.last_error,
+        already_done=True,
+    )
+
+
 def settle(out: ChunkOutcome) -> ChunkSummary:
-    """Translate the engine's verdict: retry after the policy's delay, fail, or report."""
+    """Translate the engine's verdict: retry after the policy's delay, fail, or report.
+
+    The delay is the engine's (its retry policy's, or the API's ``Retry-After``),
+    clamped into the range Inngest honours as given.
+    """
     if out.retry_in is not None:
         raise inngest.RetryAfterError(
             f"{out.entity} chunk {out.chunk_index}: {_error_text(out)} (attempt {out.attempts})",
-            timedelta(seconds=out.retry_in),
+            retry_after(out.retry_in),
         )
     if out.state is SyncState.FAILED:
         # The machine has recorded ``failed`` with the error; Inngest must not retry.

@@ -26,17 +26,28 @@ that would import the source folder ``statesync/`` instead of the installed layo
 Environment: ``STATESYNC_API_KEY`` (read per step, never stored or sent in events),
 ``STATESYNC_STRIPE_BASE_URL`` (unset: api.stripe.com), ``STATESYNC_REDIS_URL``
 (``redis://127.0.0.1:6379/0``), ``STATESYNC_REDIS_PREFIX`` (``statesync``),
-``STATESYNC_DEST`` (``statesync-inngest.db``), ``STATESYNC_CHUNKS_PER_RUN`` (200),
+``STATESYNC_DEST`` (``statesync-inngest.db``), ``STATESYNC_CHUNKS_PER_RUN`` (25),
 ``STATESYNC_MAX_ITERATIONS`` (10 pages a chunk), ``STATESYNC_PAGE_SIZE`` (100),
-``STATESYNC_ACCOUNT_CONCURRENCY`` (4), ``STATESYNC_POLICIES`` (a policy TOML file, the
-same one ``statesync run --policies`` reads; it replaces the two sizing variables),
-``PORT`` (8000). In production leave
-``INNGEST_DEV`` unset and set ``INNGEST_SIGNING_KEY`` and ``INNGEST_EVENT_KEY``.
+``STATESYNC_ACCOUNT_CONCURRENCY`` (4; ``none`` for no cap),
+``STATESYNC_WAIT_TIMEOUT_HOURS`` (144, below the free plan's 7 days),
+``STATESYNC_POLICIES`` (a policy TOML file, the same one ``statesync run --policies``
+reads; it replaces the two sizing variables), ``HOST`` (127.0.0.1), ``PORT`` (8000).
+
+Inngest's own variables: ``INNGEST_DEV`` is a boolean (``1``/``true``/``yes``/``on`` or
+``0``/``false``/``no``/``off``) or the dev server's URL; anything else is refused, so
+``INNGEST_DEV=0`` is cloud mode with signature checks, never dev mode. In cloud mode
+``INNGEST_SIGNING_KEY`` is required and ``INNGEST_SIGNING_KEY_FALLBACK`` (the previous
+key, during a rotation) is honoured; ``INNGEST_EVENT_KEY`` lets the app send events.
+Behind a proxy or load balancer set ``INNGEST_SERVE_ORIGIN`` (e.g.
+``https://sync.example.com``) and, if the path differs, ``INNGEST_SERVE_PATH``:
+otherwise the URL the app registers is taken from the incoming request's host, which
+is the proxy's view, not Inngest's.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import fastapi
 import inngest
@@ -48,7 +59,11 @@ from statesync.adapters.inngest import sync_functions
 from statesync.connector import BaseConnector
 from statesync.connectors.stripe import StripeConnector
 from statesync.destinations.sqlite import SQLiteDestination
+from statesync.errors import ConfigurationError
 from statesync.stores.redis import RedisStateStore
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
 
 
 def stripe_connector(spec: JobSpec) -> BaseConnector:
@@ -59,7 +74,44 @@ def stripe_connector(spec: JobSpec) -> BaseConnector:
 
 
 def _int(name: str, default: int) -> int:
-    return int(os.getenv(name, str(default)))
+    raw = os.getenv(name, str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _flag(name: str) -> bool:
+    """A boolean variable; unset is false. Not "any non-empty string": 0 is false."""
+    raw = os.getenv(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigurationError(f"{name} must be one of 1/true/yes/on or 0/false/no/off, got {raw!r}")
+
+
+def _limit(name: str, default: int) -> int | None:
+    raw = os.getenv(name, "").strip().lower()
+    return None if raw == "none" else _int(name, default)
+
+
+def _dev_mode() -> bool:
+    """``INNGEST_DEV``: a boolean, or the dev server's URL (which means dev mode)."""
+    raw = os.getenv("INNGEST_DEV", "").strip()
+    return raw.startswith(("http://", "https://")) or _flag("INNGEST_DEV")
+
+
+def inngest_client() -> inngest.Inngest:
+    """The Inngest client: dev mode only when ``INNGEST_DEV`` says so, else signed."""
+    dev = _dev_mode()
+    if not dev and not os.getenv("INNGEST_SIGNING_KEY"):
+        raise ConfigurationError(
+            "INNGEST_SIGNING_KEY is required in cloud mode (set INNGEST_DEV=1 for the dev server)"
+        )
+    # The client reads INNGEST_SIGNING_KEY, INNGEST_SIGNING_KEY_FALLBACK and
+    # INNGEST_EVENT_KEY itself; the keys never pass through this module's variables.
+    return inngest.Inngest(app_id="statesync", is_production=not dev)
 
 
 def _policies() -> PolicySet:
@@ -77,7 +129,7 @@ def _policies() -> PolicySet:
 
 
 def create_app() -> fastapi.FastAPI:
-    client = inngest.Inngest(app_id="statesync", is_production=not os.getenv("INNGEST_DEV"))
+    client = inngest_client()
     functions = sync_functions(
         client,
         connectors={"stripe": stripe_connector},
@@ -87,15 +139,20 @@ def create_app() -> fastapi.FastAPI:
         ),
         destination=SQLiteDestination(os.getenv("STATESYNC_DEST", "statesync-inngest.db")),
         policies=_policies(),
-        chunks_per_run=_int("STATESYNC_CHUNKS_PER_RUN", 200),
-        account_concurrency=_int("STATESYNC_ACCOUNT_CONCURRENCY", 4),
+        chunks_per_run=_int("STATESYNC_CHUNKS_PER_RUN", 25),
+        account_concurrency=_limit("STATESYNC_ACCOUNT_CONCURRENCY", 4),
+        wait_timeout=timedelta(hours=_int("STATESYNC_WAIT_TIMEOUT_HOURS", 144)),
     )
     app = fastapi.FastAPI(title="statesync on Inngest")
-    inngest.fast_api.serve(app, client, functions)
+    inngest.fast_api.serve(
+        app,
+        client,
+        functions,
+        serve_origin=os.getenv("INNGEST_SERVE_ORIGIN") or None,
+        serve_path=os.getenv("INNGEST_SERVE_PATH") or None,
+    )
     return app
 
 
-app = create_app()
-
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=_int("PORT", 8000))
+    uvicorn.run(create_app(), host=os.getenv("HOST", "127.0.0.1"), port=_int("PORT", 8000))

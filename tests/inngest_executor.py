@@ -4,17 +4,24 @@ It speaks the SDK protocol the way the Inngest server does (``docs/SDK_SPEC.md``
 inngest/inngest): it POSTs each call request with the event and the memoized step
 results keyed by hashed step id, reads the ``206`` op lists (``StepRun``,
 ``StepPlanned``, ``StepError``, ``StepFailed``, ``WaitForEvent``, ``Sleep``), runs planned
-steps by targeting them, retries failed requests honouring ``Retry-After`` and
-``X-Inngest-No-Retry``, runs ``on_failure`` handlers, matches waits against events it
-receives on its event API (``POST /e/{key}``, dedupe by event id), and applies
-concurrency keys. It never sleeps: a retry's delay is recorded and added to a virtual
-clock. Inngest's limits are enforced: a run passing 1,000 steps, a step output over
-4 MiB or run state over 32 MiB fails the run and :meth:`Executor.run_until_idle`.
+steps by targeting them, retries failed requests honouring ``Retry-After`` (clamped to
+the server's 1 s to 24 h) and ``X-Inngest-No-Retry``, emits ``inngest/function.failed``
+when a run fails (failure handlers are ordinary functions it triggers), and receives
+events on its event API (``POST /e/{key}``). Trigger expressions, idempotency keys and
+wait conditions are evaluated with a real CEL implementation (``cel-python``); a
+repeated event id is dropped for 24 hours, an idempotency key holds for 24 hours, and
+concurrency keys are applied. Runs go on concurrently; retry delays pass on a virtual
+clock, never slept. Inngest's limits are enforced: a run passing 1,000 steps, a step
+output or response body over 4 MiB, run state over 32 MiB or an event over 256 KiB
+fails the run (or the send) and :meth:`Executor.run_until_idle`.
 
 Every attempt of every step is recorded (:class:`StepAttempt`) for tests to assert on.
-Two liberties: when a discovery request fails the executor learns which step failed by
-asking again with immediate execution disabled (the real server knows from its queue),
-and ``response_lost`` makes it drop a step's response to exercise idempotency.
+Liberties: when a discovery request fails the executor learns which step failed by
+asking again with immediate execution disabled (the real server knows from its queue);
+``response_lost`` drops a step's response; ``redeliver`` delivers a step a second time
+while the first delivery still runs (the server's retry after a timed-out request),
+treating the first's answer as lost; ``before_call`` lets a test change the world (stop
+a server) between two requests.
 """
 
 from __future__ import annotations
@@ -22,15 +29,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import celpy
+import celpy.evaluation
 import fastapi
 import httpx
 import inngest
@@ -38,7 +48,11 @@ import inngest.fast_api
 import uvicorn
 
 MiB = 1024 * 1024
+KiB = 1024
 FAILED_EVENT = "inngest/function.failed"
+DEDUPE_SECONDS = 24 * 3600.0
+"""How long Inngest drops a repeated event id (and holds an idempotency key)."""
+MIN_RETRY_AFTER, MAX_RETRY_AFTER = 1.0, 24 * 3600.0
 Json = Any
 
 
@@ -50,11 +64,17 @@ class ExecutorError(AssertionError):
     """The SDK answered something this executor does not handle."""
 
 
+class EventRejected(ValueError):
+    """The event API refused a send (as Inngest does: an event over its size limit)."""
+
+
 @dataclass(frozen=True)
 class Limits:
     max_steps: int = 1000
     max_step_output: int = 4 * MiB
+    max_response: int = 4 * MiB
     max_run_state: int = 32 * MiB
+    max_event: int = 256 * KiB
 
 
 @dataclass(frozen=True)
@@ -68,15 +88,53 @@ class StepAttempt:
     outcome: str
     delay: float | None = None
     clock: float = 0.0
+    detail: str = ""
 
 
 @dataclass
 class _Fn:
     id: str
-    triggers: tuple[str, ...]
+    triggers: tuple[tuple[str, str | None], ...]
     retries: int
     concurrency: tuple[tuple[int, str | None], ...]
-    on_failure: str | None = None
+    idempotency: str | None = None
+
+
+_SURROGATE_ESCAPE = re.compile(r"(?<!\\)\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+class Cel:
+    """CEL as Inngest evaluates it: compiled once per expression, errors match nothing.
+
+    CEL has no surrogate pairs: a ``\\ud83d`` escape is a compile error on the server
+    (cel-go), so it is one here too, whatever the Python package tolerates.
+    """
+
+    def __init__(self) -> None:
+        self._env = celpy.Environment()
+        self._programs: dict[str, Any] = {}
+
+    def evaluate(self, expr: str, scope: Mapping[str, Json]) -> Json:
+        program = self._programs.get(expr)
+        if program is None:
+            if _SURROGATE_ESCAPE.search(expr):
+                raise ExecutorError(f"CEL rejects surrogate escapes: {expr!r}")
+            try:
+                program = self._env.program(self._env.compile(expr))
+            except celpy.CELParseError as exc:
+                raise ExecutorError(f"not CEL: {expr!r}: {exc}") from exc
+            self._programs[expr] = program
+        try:
+            result = program.evaluate(celpy.json_to_cel(dict(scope)))
+        except celpy.evaluation.CELEvalError:
+            return None
+        return None if isinstance(result, celpy.evaluation.CELEvalError) else result
+
+    def true(self, expr: str | None, scope: Mapping[str, Json]) -> bool:
+        if not expr:
+            return True
+        result = self.evaluate(expr, scope)
+        return isinstance(result, celpy.celtypes.BoolType) and bool(result)
 
 
 @dataclass
@@ -105,6 +163,7 @@ class Run:
     disable_immediate: bool = False
     requests: int = 0
     handler_seconds: float = 0.0
+    request_seconds: list[float] = field(default_factory=list)
     state_bytes: int = 0
     max_step_bytes: int = 0
 
@@ -127,6 +186,9 @@ class Executor:
         *,
         limits: Limits = Limits(),
         response_lost: Iterable[str] = (),
+        redeliver: Iterable[str] = (),
+        redeliver_after: float = 0.1,
+        before_call: Callable[[Run], Awaitable[None]] | None = None,
     ) -> None:
         self.serve_url = serve_url
         self.limits = limits
@@ -137,8 +199,13 @@ class Executor:
         self.violations: list[str] = []
         self.clock = 0.0
         self._lose = set(response_lost)
+        self._redeliver = set(redeliver)
+        self._redeliver_after = redeliver_after
+        self._before_call = before_call
+        self.cel = Cel()
         self._waits: list[_Wait] = []
-        self._seen_ids: set[str] = set()
+        self._seen_ids: dict[str, float] = {}
+        self._idempotency: dict[tuple[str, str], float] = {}
         self._intake_lock = threading.Lock()
         self._inflight = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -158,12 +225,22 @@ class Executor:
         """Serve ``POST /e/{key}`` (Inngest's event API) for the SDK's ``send``."""
 
         @app.post("/e/{key}")
-        async def receive(request: fastapi.Request) -> dict[str, Json]:
+        async def receive(request: fastapi.Request) -> fastapi.Response:
             body = await request.json()
-            return {"ids": self.intake(body if isinstance(body, list) else [body]), "status": 200}
+            try:
+                ids = self.intake(body if isinstance(body, list) else [body])
+            except EventRejected as exc:
+                return fastapi.responses.JSONResponse({"error": str(exc)}, status_code=400)
+            return fastapi.responses.JSONResponse({"ids": ids, "status": 200})
 
     def intake(self, events: list[dict[str, Json]]) -> list[str]:
         """Accept events from any thread; they are dispatched on the executor's loop."""
+        for e in events:
+            size = len(json.dumps(e, separators=(",", ":")).encode())
+            if size > self.limits.max_event:
+                problem = f"event {e.get('name')} is {size} bytes"
+                self.violations.append(problem)
+                raise EventRejected(problem)
         with self._intake_lock:
             ids = [str(e.setdefault("id", "") or uuid.uuid4().hex) for e in events]
             for e, i in zip(events, ids, strict=True):
@@ -190,21 +267,32 @@ class Executor:
 
     def _accept(self, event: dict[str, Json]) -> None:
         self.events.append(event)
-        if event["id"] in self._seen_ids:
-            return  # Inngest's idempotency: the same id triggers nothing twice
-        self._seen_ids.add(event["id"])
+        seen = self._seen_ids.get(event["id"])
+        if seen is not None and self.clock - seen < DEDUPE_SECONDS:
+            return  # Inngest drops an event whose id it saw within 24 hours
+        self._seen_ids[event["id"]] = self.clock
         for wait in list(self._waits):
-            if wait.event == event["name"] and _matches(wait.expression, wait.run.event, event):
+            scope = {"event": wait.run.event, "async": event}
+            if wait.event == event["name"] and self.cel.true(wait.expression, scope):
                 self._waits.remove(wait)
                 self._resolve(wait, event)
         for fn in self.fns.values():
-            if event["name"] in fn.triggers:
-                self._start(fn, event)
+            for name, expression in fn.triggers:
+                if name == event["name"] and self.cel.true(expression, {"event": event}):
+                    self._start(fn, event)
+                    break
 
     # -- runs --------------------------------------------------------------------
 
-    def _start(self, fn: _Fn, event: dict[str, Json]) -> Run:
+    def _start(self, fn: _Fn, event: dict[str, Json]) -> Run | None:
+        if fn.idempotency is not None:
+            key = (fn.id, str(self.cel.evaluate(fn.idempotency, {"event": event})))
+            seen = self._idempotency.get(key)
+            if seen is not None and self.clock - seen < DEDUPE_SECONDS:
+                return None
+            self._idempotency[key] = self.clock
         run = Run(id=f"run-{len(self.runs) + 1:05d}", fn=fn, event=event)
+        run.disable_immediate = bool(self._redeliver)
         run.state_bytes = len(json.dumps(event))
         self.runs.append(run)
         self._schedule(run)
@@ -228,9 +316,14 @@ class Executor:
     async def _advance(self, run: Run) -> None:
         target = run.planned[0] if run.planned else None
         try:
-            resp = await self._call(run, target, run.disable_immediate)
+            resp = await self._deliver(run, target)
         except httpx.TransportError as exc:
             await self._on_error(run, target, None, repr(exc))
+            return
+        if len(resp.content) > self.limits.max_response:
+            problem = f"response body is {len(resp.content)} bytes"
+            self.violations.append(f"{run.id} ({run.fn.id}): {problem}")
+            self._fail(run, {"name": "LimitExceeded", "message": problem})
             return
         if resp.status_code == 206:
             self._on_ops(run, resp.json())
@@ -239,7 +332,24 @@ class Executor:
         else:
             await self._on_error(run, target, resp, resp.text)
 
-    async def _call(self, run: Run, target: str | None, no_immediate: bool) -> httpx.Response:
+    async def _deliver(self, run: Run, target: str | None) -> httpx.Response:
+        """One delivery, or, for a step named in ``redeliver``, two at once."""
+        name = run.names.get(target, "") if target else ""
+        if name not in self._redeliver:
+            return await self._call(run, target, run.disable_immediate)
+        self._redeliver.discard(name)
+        first = asyncio.ensure_future(self._call(run, target, True))
+        await asyncio.sleep(self._redeliver_after)
+        # The server gave up waiting for the first delivery and sends the step again;
+        # the second holds no concurrency slot (the first still does).
+        second = await self._call(run, target, True, limited=False)
+        await first
+        self._record(run, name, "lost")
+        return second
+
+    async def _call(
+        self, run: Run, target: str | None, no_immediate: bool, *, limited: bool = True
+    ) -> httpx.Response:
         body = {
             "event": run.event,
             "events": [run.event],
@@ -254,21 +364,25 @@ class Executor:
             },
             "use_api": False,
         }
+        if self._before_call is not None:
+            await self._before_call(run)  # a test changes the world between requests
         params = {"fnId": run.fn.id, "stepId": target or "step"}
         headers = {"x-inngest-server-kind": "dev"}
         async with contextlib.AsyncExitStack() as stack:
-            for sem in self._semaphores(run):
+            for sem in self._semaphores(run) if limited else ():
                 await stack.enter_async_context(sem)
             started = time.perf_counter()
             resp = await self._http.post(self.serve_url, params=params, json=body, headers=headers)
-            run.handler_seconds += time.perf_counter() - started
+            took = time.perf_counter() - started
+            run.handler_seconds += took
+            run.request_seconds.append(took)
             run.requests += 1
         return resp
 
     def _semaphores(self, run: Run) -> list[asyncio.Semaphore]:
         sems = []
         for i, (limit, key) in enumerate(run.fn.concurrency):
-            value = "" if key is None else json.dumps(_resolve(key, {"event": run.event}))
+            value = "" if key is None else str(self.cel.evaluate(key, {"event": run.event}))
             sems.append(self._sems.setdefault((run.fn.id, i, value), asyncio.Semaphore(limit)))
         return sems
 
@@ -308,7 +422,9 @@ class Executor:
             return "progress"
         if kind == "StepError":
             delay = _retry_delay(None, run.edge_attempt)
-            self._record(run, name, "error", delay)
+            error = op.get("error") or {}
+            detail = f"{error.get('name', '')}: {error.get('message', '')}"[:500]
+            self._record(run, name, "error", delay, detail)
             run.edge_attempt += 1
             self.clock += delay
             return "retry"
@@ -335,7 +451,9 @@ class Executor:
         no_retry = resp is not None and resp.headers.get("x-inngest-no-retry") == "true"
         delay = None if no_retry else _retry_delay(resp, run.edge_attempt)
         name = run.names.get(target, target) if target else await self._probe(run)
-        self._record(run, name, "non_retriable" if no_retry else "retry", delay)
+        body = _error_body(resp, text)
+        detail = str(body.get("message", "") if isinstance(body, dict) else body)[:500]
+        self._record(run, name, "non_retriable" if no_retry else "retry", delay, detail)
         if no_retry or run.edge_attempt >= run.fn.retries:
             self._fail(run, _error_body(resp, text))
             return
@@ -355,11 +473,9 @@ class Executor:
         run.status, run.error = "failed", error
         for hashed in run.waits:
             self._waits = [w for w in self._waits if not (w.run is run and w.hashed == hashed)]
-        if run.fn.on_failure is not None:
-            data = {"error": error, "event": run.event, "function_id": run.fn.id, "run_id": run.id}
-            failed = {"name": FAILED_EVENT, "data": data, "id": f"failed-{run.id}", "ts": 0}
-            self.events.append(failed)
-            self._start(self.fns[run.fn.on_failure], failed)
+        # Failure handlers are functions triggered by this event, like any other.
+        data = {"error": error, "event": run.event, "function_id": run.fn.id, "run_id": run.id}
+        self._accept({"name": FAILED_EVENT, "data": data, "id": f"failed-{run.id}", "ts": 0})
 
     # -- state -------------------------------------------------------------------
 
@@ -401,9 +517,13 @@ class Executor:
         if run.status == "waiting":
             self._schedule(run)
 
-    def _record(self, run: Run, step: str, outcome: str, delay: float | None = None) -> None:
+    def _record(
+        self, run: Run, step: str, outcome: str, delay: float | None = None, detail: str = ""
+    ) -> None:
         self.attempts.append(
-            StepAttempt(run.id, run.fn.id, step, run.edge_attempt, outcome, delay, self.clock)
+            StepAttempt(
+                run.id, run.fn.id, step, run.edge_attempt, outcome, delay, self.clock, detail
+            )
         )
 
     # -- driving -----------------------------------------------------------------
@@ -446,16 +566,21 @@ def _configs(url: str, functions: Sequence[inngest.Function[Any]]) -> dict[str, 
     fns: dict[str, _Fn] = {}
     for fn in functions:
         config = fn.get_config(url)
-        main = config.main
-        retries = main.steps["step"].retries
-        concurrency = tuple((c.limit, c.key) for c in main.concurrency or ())
-        triggers = tuple(t.event for t in main.triggers if hasattr(t, "event"))
-        attempts = 4 if retries is None else retries.attempts
-        fns[main.id] = _Fn(main.id, triggers, attempts, concurrency)
-        if config.on_failure is not None:
-            fns[main.id].on_failure = config.on_failure.id
-            fns[config.on_failure.id] = _Fn(config.on_failure.id, (), 0, ())
+        for cfg in (config.main, config.on_failure):
+            if cfg is not None:
+                fns[cfg.id] = _fn(cfg)
     return fns
+
+
+def _fn(cfg: Any) -> _Fn:
+    retries = cfg.steps["step"].retries
+    return _Fn(
+        id=cfg.id,
+        triggers=tuple((t.event, t.expression) for t in cfg.triggers if hasattr(t, "event")),
+        retries=4 if retries is None else retries.attempts,
+        concurrency=tuple((c.limit, c.key) for c in cfg.concurrency or ()),
+        idempotency=cfg.idempotency,
+    )
 
 
 def _event_dict(event: inngest.Event | Mapping[str, Json]) -> dict[str, Json]:
@@ -467,44 +592,16 @@ def _event_dict(event: inngest.Event | Mapping[str, Json]) -> dict[str, Json]:
     return dict(event)
 
 
-def _resolve(path: str, scope: Mapping[str, Json]) -> Json:
-    value: Json = scope
-    for part in path.strip().split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
-def _operand(text: str, event: Mapping[str, Json], incoming: Mapping[str, Json]) -> Json:
-    text = text.strip()
-    if text.startswith(("event.", "async.")):
-        return _resolve(text, {"event": event, "async": incoming})
-    return json.loads(text)
-
-
-def _matches(expr: str | None, event: Mapping[str, Json], incoming: Mapping[str, Json]) -> bool:
-    """The ``a == b && c == d`` subset of Inngest's expressions, enough for waits."""
-    if not expr:
-        return True
-    for clause in expr.split("&&"):
-        left, sep, right = clause.partition("==")
-        if not sep:
-            raise ExecutorError(f"unsupported expression {expr!r}")
-        if _operand(left, event, incoming) != _operand(right, event, incoming):
-            return False
-    return True
-
-
 def _retry_delay(resp: httpx.Response | None, attempt: int) -> float:
     value = resp.headers.get("retry-after") if resp is not None else None
     if value is None:
         return float(min(2**attempt, 60))  # the server's own backoff, roughly
     try:
-        return float(value)
+        delay = float(value)
     except ValueError:
         at = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return max(0.0, round((at - datetime.now(UTC)).total_seconds(), 1))
+        delay = round((at - datetime.now(UTC)).total_seconds(), 1)
+    return min(max(delay, MIN_RETRY_AFTER), MAX_RETRY_AFTER)  # the server's clamp
 
 
 def _duration(text: str) -> float:

@@ -18,7 +18,12 @@ import pytest
 from inngest_executor import Executor, serving
 
 from statesync import ChunkPolicy, JobSpec, PolicySet, RetryPolicy, SyncState
-from statesync.adapters.inngest import job_requested, sync_functions
+from statesync.adapters.inngest import (
+    MAX_CHUNKS_PER_RUN,
+    job_instance,
+    job_requested,
+    sync_functions,
+)
 from statesync.connector import BaseConnector
 from statesync.connectors.memory import MemoryConnector
 from statesync.connectors.stripe import StripeConnector
@@ -197,27 +202,28 @@ def rows(n: int) -> list[dict[str, Any]]:
     return [{"id": f"r{i:05d}", "n": i} for i in range(n)]
 
 
-async def test_a_2500_chunk_sync_spans_several_bounded_runs() -> None:
-    connector = MemoryConnector({"items": rows(2500)}, updated_field=None)
+async def test_a_1200_chunk_sync_spans_several_bounded_runs() -> None:
+    connector = MemoryConnector({"items": rows(1200)}, updated_field=None)
     store, dest = MemoryStateStore(), MemoryDestination()
     make = functions(
         {"memory": lambda spec: connector},
         store,
         dest,
         policies=PolicySet(chunk=ChunkPolicy(max_iterations=1, page_size=1)),
-        chunks_per_run=125,  # several runs, and a replay cost the test can afford
+        chunks_per_run=MAX_CHUNKS_PER_RUN,
     )
     async with serving(make) as ex:
         await ex.send(job_requested("memory", ["items"], job_id="jlong"))
         await ex.run_until_idle(within=120)
     entity_runs = ex.runs_of("-entity")
-    assert len(entity_runs) == 20 and all(r.status == "completed" for r in entity_runs)
-    assert max(r.steps for r in ex.runs) == 127  # locate + 125 chunks + hand-over
+    assert len(entity_runs) == 12 and all(r.status == "completed" for r in entity_runs)
+    assert max(r.steps for r in ex.runs) == 102  # locate + 100 chunks + hand-over
     assert max(r.state_bytes for r in ex.runs) < 1024 * 1024
-    assert len(chunk_steps(ex, "items")) == 2500 and connector.calls == 2500
-    assert set(dest.rows("items")) == {r["id"] for r in rows(2500)}
+    assert len(chunk_steps(ex, "items")) == 1200 and connector.calls == 1200
+    assert set(dest.rows("items")) == {r["id"] for r in rows(1200)}
     handovers = [e["id"] for e in ex.events if e["name"] == "statesync/entity.continue"]
-    assert handovers == [f"jlong-items-handover-{n}" for n in range(125, 2500, 125)]
+    instance = job_instance(await store.get_job("jlong"))
+    assert handovers == [f"{instance}/items/sync/{n}" for n in range(100, 1200, 100)]
     assert job_output(ex)["entities"][0]["state"] == "complete"
 
 
