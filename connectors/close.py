@@ -25,6 +25,15 @@ dropping the ids it already handed out at exactly that date (kept in
 pass Close's ``_skip`` cap, so deep pagination and resumes need no special case: the
 window and the offset inside it are the checkpoint.
 
+**A ``_skip`` cap nobody told us about.** ``skip_cap`` is a hint: when Close answers a
+400 saying the ``_skip`` is too large, the walk learns the cap (the number in the
+message, else one below the refused ``_skip``), keeps it in the position (so the
+entity's next windows and resumes respect it) and goes on at once with a date window at
+the current position. **A filter the server ignores**: every record must sort at or
+after the lower date bound sent (a window or the incremental ``since``); one before it
+is a :class:`~statesync.errors.NoProgressError` naming the request, instead of a window
+walk that reads the list from its start forever.
+
 The guarantee: every record that exists from the start of the sync to its end arrives,
 and none is handed out twice, except a record whose sort date changes during the sync
 (an update in a ``date_updated`` sync), which arrives again in its newer version; the
@@ -43,6 +52,7 @@ Rate limits: a 429 becomes :class:`~statesync.errors.RateLimitedError` whose
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import Any
@@ -64,7 +74,7 @@ from statesync.connectors._close_endpoints import (
 )
 from statesync.connectors._close_http import error_from, parse_rate_limit, read_list, retry_delay
 from statesync.connectors._close_paging import MAX_LIMIT, Plan, Position, absorb, parse_date, plan
-from statesync.errors import MalformedResponseError, translate
+from statesync.errors import BadRequestError, MalformedResponseError, NoProgressError, translate
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -128,12 +138,24 @@ class CloseConnector(BaseConnector):
         processed = request.state.total_processed
         page_size = min(request.page_size, MAX_PAGE_SIZE)
         step = plan(Position.of(request.state), processed, page_size, self._skip_cap)
-        params = self._params(ep, key, step, request)
-        described = f"GET {self._path}/{ep.path} ({_show(params)})"
-        response = await self._get(ep.path, params, described)
+        planned = bool(request.state.metadata.get(_PLANNED))
+        try:
+            response, described = await self._list(ep, key, step, request)
+        except BadRequestError as exc:
+            cap = learned_cap(exc, step.skip)
+            if cap is not None and planned:
+                # Settles as "does not join on": the checkpoint's own request learns.
+                return Page((), has_more=True, metadata={_PLANNED: True, _RAW_TOTAL: None})
+            if cap is None or step.position.last is None:
+                raise
+            # Past a cap nobody told us about: a date window at the current position.
+            position = attrs.evolve(step.position.reopened(processed), cap=cap)
+            step = Plan(position, 0, page_size)
+            response, described = await self._list(ep, key, step, request)
         body = read_list(response, described, tuple(dict.fromkeys(("id", CREATED, key))))
+        _check_lower_bound(body.items, key, self._lower(ep, key, step, request), described)
         rate = rate_info_from_headers(response.headers)
-        if request.state.metadata.get(_PLANNED):
+        if planned:
             # A planned page: its records are judged against the checkpoint in settle().
             return Page(
                 records=_records(body.items, ep, described),
@@ -141,10 +163,22 @@ class CloseConnector(BaseConnector):
                 next_offset=step.skip + len(body.items),
                 metadata={_PLANNED: True, _RAW_TOTAL: body.total},
                 rate=rate,
+                request=described,
             )
         return _absorbed(
             step, body.items, body.has_more, body.total, ep, key, processed, rate, described
         )
+
+    async def _list(
+        self, ep: Endpoint, key: str, step: Plan, request: PageRequest
+    ) -> tuple[httpx.Response, str]:
+        params = self._params(ep, key, step, request)
+        described = f"GET {self._path}/{ep.path} ({_show(params)})"
+        return await self._get(ep.path, params, described), described
+
+    @staticmethod
+    def _lower(ep: Endpoint, key: str, step: Plan, request: PageRequest) -> str | None:
+        return step.position.window or _since(ep, key, request)
 
     def plan_pages(self, request: PageRequest, count: int) -> Sequence[PageRequest]:
         """The offsets of the next pages when each comes back full.
@@ -197,7 +231,7 @@ class CloseConnector(BaseConnector):
 
     def _params(self, ep: Endpoint, key: str, step: Plan, request: PageRequest) -> dict[str, Any]:
         params: dict[str, Any] = {"_skip": step.skip, "_limit": step.limit, "_order_by": key}
-        lower = step.position.window or _since(ep, key, request)
+        lower = self._lower(ep, key, step, request)
         if lower is not None:
             params.update(ep.lower_bound(key, lower))
         wanted = self._fields.get(ep.entity)
@@ -239,7 +273,7 @@ def _absorbed(
 ) -> Page:
     """The page ``items`` make at ``step``: fresh records only, and the next position."""
     try:
-        absorbed = absorb(step, items, has_more, key, processed)
+        absorbed = absorb(step, items, has_more, key, processed, described)
     except ValueError as exc:
         raise MalformedResponseError(
             "a list item has a date that is not ISO-8601", request=described
@@ -251,7 +285,46 @@ def _absorbed(
         metadata=absorbed.position.metadata(),
         total=None if total is None else step.position.base + total,
         rate=rate,
+        request=described,
     )
+
+
+_SKIP_WORDS = re.compile(r"max|too (large|big|high|deep)|exceed|greater|limit", re.IGNORECASE)
+_SKIP_NUMBER = re.compile(r"_skip\D{0,40}?(\d[\d,]*)")
+
+
+def learned_cap(error: BadRequestError, skip: int) -> int | None:
+    """The ``_skip`` cap a 400 reveals, or ``None`` when it is about something else.
+
+    Close words it as "The maximum _skip for this resource is N..."; a number after
+    ``_skip`` is taken when it is below the refused value, else one less than it.
+    """
+    text = error.message
+    if error.status != 400 or skip <= 0 or "_skip" not in text or not _SKIP_WORDS.search(text):
+        return None
+    found = _SKIP_NUMBER.search(text)
+    said = int(found.group(1).replace(",", "")) if found else None
+    return said if said is not None and 0 <= said < skip else skip - 1
+
+
+def _check_lower_bound(
+    items: Sequence[Mapping[str, Any]], key: str, lower: str | None, described: str
+) -> None:
+    """Every record at or after the date bound sent: else the server ignored the filter
+    (and a window walk would read the list from its start again and again)."""
+    if lower is None:
+        return
+    try:
+        bound = parse_date(lower)
+        early = next((i for i in items if parse_date(i[key]) < bound), None)
+    except (KeyError, ValueError):
+        return  # read_list and the absorb step report malformed records
+    if early is not None:
+        raise NoProgressError(
+            f"record {early['id']!r} has {key} {early[key]}, before the lower bound {lower} "
+            "the request sent: the server ignored the date filter",
+            request=described,
+        )
 
 
 def _records(

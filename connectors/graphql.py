@@ -72,6 +72,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from statesync._graphql_errors import error_from_graphql, scrub
 
+from ._anchored import Anchor, Ask, Ordering, absorb, ask, ask_ahead, plan_ahead, rewound
 from ._graphql_page import STYLE_KEY, RecordFields, read_page
 from ._graphql_style import PaginationStyle, QueryPlan, WindowVariables, analyze
 
@@ -115,6 +116,18 @@ class GraphQLEntity:
     newest_first: bool = False
     """The order the connection lists a window in: oldest first (ascending creation
     time, ties in a fixed order) by default, newest first when set."""
+    order_field: str | None = None
+    """Offset lists: the field the list is sorted by (selected on each record), ties in
+    a fixed order, e.g. ``"createdAt"``. With it the walk is anchored: each page re-reads
+    the record before its offset, so records inserted or deleted ahead of or behind the
+    walk shift nothing out (see :mod:`statesync.connectors._anchored`). Required for an
+    offset list unless ``anchored`` is false."""
+    order_descending: bool = False
+    """The list is sorted by ``order_field`` newest (largest) first."""
+    anchored: bool = True
+    """``False`` pages an offset list by plain offsets, without an order field: records
+    deleted behind the walk then make as many others vanish from the sync unseen, and
+    inserts behind it repeat records. Only for lists that do not change while synced."""
 
 
 @frozen
@@ -122,6 +135,8 @@ class _Configured:
     entity: GraphQLEntity
     plan: QueryPlan
     fields: RecordFields
+    ordering: Ordering | None = None
+    """Set for an anchored offset list."""
 
 
 @attrs.define
@@ -206,6 +221,8 @@ class GraphQLConnector(BaseConnector):
         configured = self._entity(request.entity)
         if configured.plan.style is not PaginationStyle.OFFSET:
             return ()
+        if configured.ordering is not None:
+            return _plan_anchored(configured, request, count)
         size = min(request.page_size, configured.entity.max_page_size)
         start = request.state.offset or 0
         meta = {STYLE_KEY: configured.plan.style.value}
@@ -217,11 +234,25 @@ class GraphQLConnector(BaseConnector):
             for i in range(1, count + 1)
         )
 
+    def settle(self, planned: PageRequest, page: Page, actual: PageRequest) -> Page | None:
+        """An anchored planned page joins on only when it asked what the checkpoint asks
+        and starts with a record handed out already; else offsets shifted under it."""
+        configured = self._entity(actual.entity)
+        if configured.ordering is None or not (page.metadata or {}).get(_PLANNED):
+            return super().settle(planned, page, actual)
+        anchor, asked = _ask(configured, actual)
+        if asked != _ask(configured, planned)[1]:
+            return None
+        answer = _anchored_answer(configured, actual, anchor, asked, page)
+        return None if answer.metadata and answer.metadata.get(_SHIFTED) else answer
+
     async def fetch_page(self, request: PageRequest) -> Page:
         configured = self._entity(request.entity)
         plan = configured.plan
         _check_resume(request, plan)
         size = min(request.page_size, configured.entity.max_page_size)
+        if configured.ordering is not None:
+            return await self._fetch_anchored(configured, request)
         variables = _variables(configured, request, size)
         shown = self._describe(plan, variables)
         probe = _HttpProbe()
@@ -229,6 +260,27 @@ class GraphQLConnector(BaseConnector):
         page = read_page(data, plan, configured.fields, request, size, shown)
         rate = rate_info_from_headers(probe.headers)
         return page if rate is None else attrs.evolve(page, rate=rate)
+
+    async def _fetch_anchored(self, configured: _Configured, request: PageRequest) -> Page:
+        plan = configured.plan
+        anchor, asked = _ask(configured, request)
+        variables = _variables(configured, request, asked.limit)
+        variables[plan.pagination.position_variable] = asked.skip
+        shown = self._describe(plan, variables)
+        probe = _HttpProbe()
+        data = await self._execute(plan, variables, shown, probe)
+        raw = read_page(data, plan, configured.fields, request, asked.limit, shown)
+        rate = rate_info_from_headers(probe.headers)
+        page = attrs.evolve(
+            raw, has_more=len(raw.records) >= asked.limit, request=shown, rate=rate or raw.rate
+        )
+        if request.state.metadata.get(_PLANNED):
+            # Judged against the checkpoint in settle(), once the pages before it landed.
+            return attrs.evolve(page, metadata={**(page.metadata or {}), _PLANNED: True})
+        answer = _anchored_answer(configured, request, anchor, asked, page)
+        return attrs.evolve(
+            answer, metadata={k: v for k, v in (answer.metadata or {}).items() if k != _SHIFTED}
+        )
 
     async def aclose(self) -> None:
         if self._connected:
@@ -286,19 +338,93 @@ class GraphQLConnector(BaseConnector):
 
 def _configure(name: str, entity: GraphQLEntity) -> _Configured:
     fields = RecordFields(entity.id_field, entity.updated_field, entity.created_field)
+    selected = (fields.id, fields.updated, fields.created, entity.order_field)
     try:
         plan = analyze(
             entity.query,
             entity.path,
             operation_name=entity.operation_name,
             since_variable=entity.since_variable,
-            record_fields=[f for f in (fields.id, fields.updated, fields.created) if f],
+            record_fields=list(dict.fromkeys(f for f in selected if f)),
             window_variables=_window_names(entity),
         )
     except ConfigurationError as exc:
         raise ConfigurationError(f"GraphQL entity {name!r}: {exc}") from None
     _check_variables(name, entity, plan)
-    return _Configured(entity, plan, fields)
+    return _Configured(entity, plan, fields, _ordering(name, entity, plan))
+
+
+def _ordering(name: str, entity: GraphQLEntity, plan: QueryPlan) -> Ordering | None:
+    """How an anchored offset list is sorted; refuses an offset list that cannot be."""
+    if plan.style is not PaginationStyle.OFFSET or not entity.anchored:
+        return None
+    if entity.order_field is None:
+        raise ConfigurationError(
+            f"GraphQL entity {name!r}: the offset list at {plan.where} has no stable order "
+            "to anchor its pages to, so records deleted behind the walk would make others "
+            "vanish unseen: set order_field to the field the list is sorted by (select it "
+            "on each record, e.g. order_field='createdAt', and order_descending=True if it "
+            "lists newest first), or set anchored=False to page by plain offsets"
+        )
+    return Ordering(entity.order_field, entity.id_field, descending=entity.order_descending)
+
+
+_PLANNED = "planned"
+"""Metadata key of a planned request and of its provisional page."""
+_SHIFTED = "shifted"
+"""Metadata key of an answer that did not join on (only between settle and its caller)."""
+
+
+def _ask(configured: _Configured, request: PageRequest) -> tuple[Anchor, Ask]:
+    size = min(request.page_size, configured.entity.max_page_size)
+    anchor = Anchor.of(request.state.offset, request.state.metadata)
+    if request.state.metadata.get(_PLANNED):
+        return anchor, ask_ahead(anchor.offset, size, configured.entity.max_page_size)
+    return anchor, ask(anchor, size, configured.entity.max_page_size)
+
+
+def _plan_anchored(
+    configured: _Configured, request: PageRequest, count: int
+) -> Sequence[PageRequest]:
+    """The offsets of the next pages when each comes back full (each re-reads one)."""
+    _, asked = _ask(configured, request)
+    size = min(request.page_size, configured.entity.max_page_size)
+    style = {STYLE_KEY: configured.plan.style.value, _PLANNED: True}
+    return [
+        attrs.evolve(request, state=FetchState(offset=offset, metadata=style))
+        for offset in plan_ahead(asked, count, size, configured.entity.max_page_size)
+    ]
+
+
+def _anchored_answer(
+    configured: _Configured, request: PageRequest, anchor: Anchor, asked: Ask, page: Page
+) -> Page:
+    """The records of ``page`` not handed out before, and the anchor after them."""
+    assert configured.ordering is not None  # only anchored lists come here
+    items = [record.data for record in page.records]
+    absorbed = absorb(anchor, asked, items, page.has_more, configured.ordering, page.request)
+    style = {STYLE_KEY: configured.plan.style.value}
+    if absorbed.shifted:
+        # Records before the offset vanished: step back until a page joins on again.
+        size = min(request.page_size, configured.entity.max_page_size)
+        back = rewound(anchor, size)
+        return Page(
+            (),
+            has_more=True,
+            next_offset=back.offset,
+            metadata={**style, **back.metadata(), _SHIFTED: True},
+            rate=page.rate,
+            request=page.request,
+        )
+    fresh = {configured.ordering.record_id(item) for item in absorbed.fresh}
+    return Page(
+        tuple(r for r in page.records if r.id in fresh),
+        has_more=absorbed.has_more,
+        next_offset=absorbed.anchor.offset,
+        metadata={**style, **absorbed.anchor.metadata()},
+        rate=page.rate,
+        request=page.request,
+    )
 
 
 def _window_names(entity: GraphQLEntity) -> tuple[str, str] | None:

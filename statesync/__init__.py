@@ -14,8 +14,11 @@ from statesync._budget import (
     RedisBudgets,
     RedisRateBudget,
 )
+from statesync._cancel import CancelResult, cancel_job
 from statesync._chunk import ChunkOutcome, apply_trigger, perform_sync_chunk
 from statesync._gc import collect_orphan_staging, find_orphan_staging
+from statesync._handle import JobHandle
+from statesync._instances import Instance, open_instance
 from statesync._listeners import LoggingListener, ProgressDisplay
 from statesync._machine import STATES, TRANSITIONS, TransitionDef, next_state
 from statesync._models import (
@@ -44,6 +47,7 @@ from statesync._policy_config import (
 )
 from statesync._ratelimit import rate_info_from_headers, retry_after_from_headers
 from statesync._redact import redact
+from statesync._status import EntityStatus, Holder, JobStatus, Liveness, Outcome, job_status
 from statesync.connector import BaseConnector, Partitioning
 from statesync.destination import Destination, StagedTable, StagingCheck
 from statesync.events import Emitter, Event, Listener
@@ -56,20 +60,28 @@ __all__ = [
     "TRANSITIONS",
     "BaseConnector",
     "BudgetRegistry",
+    "CancelResult",
     "ChunkOutcome",
     "ChunkPolicy",
     "Destination",
     "Emitter",
     "EntityRecord",
+    "EntityStatus",
     "ErrorInfo",
     "Event",
     "FetchState",
+    "Holder",
+    "Instance",
+    "JobHandle",
     "JobSpec",
+    "JobStatus",
     "KindOverride",
     "Lease",
     "Listener",
+    "Liveness",
     "LoggingListener",
     "MemoryRateBudget",
+    "Outcome",
     "Page",
     "PageRequest",
     "Partition",
@@ -95,10 +107,13 @@ __all__ = [
     "TransitionDef",
     "TransitionRecord",
     "apply_trigger",
+    "cancel_job",
     "collect_orphan_staging",
     "find_orphan_staging",
+    "job_status",
     "load_policies",
     "next_state",
+    "open_instance",
     "perform_sync_chunk",
     "policies_from_env",
     "policies_from_mapping",

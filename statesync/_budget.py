@@ -16,12 +16,13 @@ With a configured limit the pace aims at ``headroom`` (95 %) of it, drops by hal
 429 (and pauses for its ``Retry-After``), and climbs back by a tenth of the limit per
 second: the limit stays a ceiling. Without one (the default) the budget learns the
 provider's limit by AIMD, the shape TCP uses: it sends at full speed until the first
-429 or a report that nothing remains, then cuts the pace to 80 % of the rate it was
-sending at, and adds 2 % of that rate (at least half a request) per second of
-successful requests (a share per success), so it probes upwards slowly and cuts again
-when it finds the limit. Cuts come at most once per calm spell (the pause plus a
-second), so the 429s of one burst count once. A ``remaining``/``reset`` report caps the
-pace at what remains until the reset, with or without a configured limit.
+429 or a report that nothing remains, then cuts the pace to half the rate it was
+sending at (to 80 % once the pace has held a few seconds), and adds 2 % of that rate
+(at least half a request) per second of successful requests (a share per success), so
+it probes upwards slowly and cuts again when it finds the limit. Cuts come at most once
+per calm spell (the pause plus a second), so the 429s of one burst count once. A
+``remaining``/``reset`` report caps the pace at what remains until the reset, with or
+without a configured limit.
 """
 
 from __future__ import annotations
@@ -56,7 +57,10 @@ _RECOVERY = 0.1
 _FLOOR = 0.1
 """The pace never drops below this share of the configured limit."""
 _DECREASE = 0.8
-"""A learned pace is cut to this share of the rate the 429 met."""
+"""A learned pace is cut to this share of the rate the 429 met..."""
+_STEEP = 0.5
+"""...or to this share on the first cut, and on one within ``_RECENT`` seconds of the last."""
+_RECENT = 4.0
 _INCREASE = 0.02
 """Share of the rate at the last cut that a learned pace gains per second of successes."""
 _MIN_PACE = 0.5
@@ -137,6 +141,7 @@ class MemoryRateBudget:
         self._cap = 0.0
         self._cap_until = 0.0
         self._calm_until = 0.0
+        self._last_cut = -math.inf
         self._step = 0.0
         self._window = (now, 0)
         self._sent = 0.0
@@ -188,31 +193,36 @@ class MemoryRateBudget:
         if wait > 0:
             await self._sleep(wait)
 
-    def _cut(self, now: float) -> None:
+    def _cut(self, now: float, pause: float) -> None:
+        """Multiplicative decrease, once per calm spell (this pause and a second after)."""
         if now < self._calm_until:
             return
+        self._calm_until = now + pause + _CALM
         target = self.settings.target
         if target is not None:
             self._pace = max(target * _FLOOR, self._pace * 0.5)
             return
         sending = self._sending(now)
         base = min(self._pace, sending) if self._pace and sending else self._pace or sending
-        base = max(base, _MIN_PACE / _DECREASE)
-        self._pace = base * _DECREASE
+        # The first cut, or one soon after the last, did not go far enough: halve.
+        steep = not self._pace or now - self._last_cut < _RECENT
+        share = _STEEP if steep else _DECREASE
+        self._pace = max(_MIN_PACE, base * share)
         self._step = max(_MIN_STEP, base * _INCREASE)
+        self._last_cut = now
 
     def _pause(self, now: float, seconds: float) -> None:
         self._paused_until = max(self._paused_until, now + seconds)
         self._tat = max(self._tat, self._paused_until)
-        self._calm_until = max(self._calm_until, self._paused_until + _CALM)
 
     async def throttled(self, retry_after: float | None) -> None:
         with self._lock:
             now = self._clock()
             self.throttles += 1
-            self._cut(now)
+            pause = _usable(retry_after, 1.0)
+            self._cut(now, pause)
             self._updated = now
-            self._pause(now, _usable(retry_after, 1.0))
+            self._pause(now, pause)
 
     async def observe(self, info: RateInfo) -> None:
         with self._lock:
@@ -224,7 +234,7 @@ class MemoryRateBudget:
                 return
             reset = _usable(info.reset, 1.0)
             if info.remaining <= 0:
-                self._cut(now)
+                self._cut(now, reset)
                 self._pause(now, reset)
                 return
             # What is left must last until the reset: cap the pace until then.
@@ -268,8 +278,7 @@ class BudgetRegistry:
 
 # KEYS[1]: the budget hash. ARGV: target pace (0: learn the limit), burst, op
 # ("acquire" | "throttle" | "observe"), op argument (retry_after | remaining), reset, then
-# the constants: recovery, floor, decrease, increase, minimum pace, calm, minimum step,
-# first window. The same
+# the constants (in _CONSTANTS' order). The same
 # algorithm as MemoryRateBudget, with Redis's clock, so every process shares one.
 # Returns the seconds to wait.
 _SCRIPT = """
@@ -280,8 +289,9 @@ local op, arg, reset = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local recovery, floor, decrease = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local increase, min_pace, calm = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local min_step, first_window = tonumber(ARGV[12]), tonumber(ARGV[13])
+local steep, recent = tonumber(ARGV[14]), tonumber(ARGV[15])
 local s = redis.call('HMGET', KEYS[1], 'pace', 'updated', 'tat', 'paused', 'cap', 'cap_until',
-  'calm_until', 'step', 'win_start', 'win_count', 'sent')
+  'calm_until', 'step', 'win_start', 'win_count', 'sent', 'last_cut')
 local pace = tonumber(s[1]) or target
 local updated = tonumber(s[2]) or now
 local tat = tonumber(s[3]) or now
@@ -293,12 +303,14 @@ local step = tonumber(s[8]) or 0
 local win_start = tonumber(s[9]) or now
 local win_count = tonumber(s[10]) or 0
 local sent = tonumber(s[11]) or 0
+local last_cut = tonumber(s[12]) or -1e18
 if target > 0 then
   pace = math.min(target, pace + (now - updated) * target * recovery)
 end
 local wait = 0
-local function cut()
+local function cut(seconds)
   if now < calm_until then return end
+  calm_until = now + seconds + calm
   if target > 0 then
     pace = math.max(target * floor, pace * 0.5)
     return
@@ -310,14 +322,15 @@ local function cut()
   local base = pace
   if pace > 0 and sending > 0 then base = math.min(pace, sending)
   elseif pace <= 0 then base = sending end
-  base = math.max(base, min_pace / decrease)
-  pace = base * decrease
+  local share = decrease
+  if pace <= 0 or now - last_cut < recent then share = steep end
+  pace = math.max(min_pace, base * share)
   step = math.max(min_step, base * increase)
+  last_cut = now
 end
 local function pause(seconds)
   paused = math.max(paused, now + seconds)
   tat = math.max(tat, paused)
-  calm_until = math.max(calm_until, paused + calm)
 end
 if op == 'acquire' then
   if now - win_start >= 1 then
@@ -334,13 +347,13 @@ if op == 'acquire' then
   tat = math.max(tat, start) + interval
   wait = start - now
 elseif op == 'throttle' then
-  cut()
+  cut(arg)
   pause(arg)
 elseif op == 'observe' then
   if target <= 0 and pace > 0 then pace = pace + step / pace end
   if arg >= 0 and reset > 0 then
     if arg <= 0 then
-      cut()
+      cut(reset)
       pause(reset)
     elseif pace <= 0 or arg / reset < pace then
       cap = math.max(arg / reset, 0.5)
@@ -350,11 +363,22 @@ elseif op == 'observe' then
 end
 redis.call('HSET', KEYS[1], 'pace', pace, 'updated', now, 'tat', tat, 'paused', paused,
   'cap', cap, 'cap_until', cap_until, 'calm_until', calm_until, 'step', step,
-  'win_start', win_start, 'win_count', win_count, 'sent', sent)
+  'win_start', win_start, 'win_count', win_count, 'sent', sent, 'last_cut', last_cut)
 redis.call('EXPIRE', KEYS[1], 3600)
 return tostring(wait)
 """
-_CONSTANTS = (_RECOVERY, _FLOOR, _DECREASE, _INCREASE, _MIN_PACE, _CALM, _MIN_STEP, _FIRST_WINDOW)
+_CONSTANTS = (
+    _RECOVERY,
+    _FLOOR,
+    _DECREASE,
+    _INCREASE,
+    _MIN_PACE,
+    _CALM,
+    _MIN_STEP,
+    _FIRST_WINDOW,
+    _STEEP,
+    _RECENT,
+)
 
 
 class RedisRateBudget:

@@ -19,6 +19,7 @@ from attrs import frozen
 
 from statesync._budget import RateBudget
 from statesync._failpoints import crash_point
+from statesync._internal import as_internal, bug_details
 from statesync._machine import next_state
 from statesync._models import (
     EntityRecord,
@@ -92,11 +93,25 @@ class _Chunk:
     pages: int = 0
     records: int = 0
     retry_delay: float | None = None
+    mark: float = attrs.field(factory=time.monotonic)
+
+    def _driven(self) -> float:
+        """The entity's driven time, with this run's time since the last write added."""
+        now = time.monotonic()
+        spent, self.mark = now - self.mark, now
+        return self.rec.driven_seconds + spent
+
     waiting: bool = False
 
     async def save(self, **changes: Any) -> None:
         now = _now()
-        new = attrs.evolve(self.rec, version=self.rec.version + 1, updated_at=now, **changes)
+        new = attrs.evolve(
+            self.rec,
+            version=self.rec.version + 1,
+            updated_at=now,
+            driven_seconds=self._driven(),
+            **changes,
+        )
         await self.store.save(new, lease=self.lease)
         self.rec = new
 
@@ -116,6 +131,7 @@ class _Chunk:
             version=rec.version + 1,
             updated_at=now,
             state_since=now if dest != rec.state else rec.state_since,
+            driven_seconds=self._driven(),
             **changes,
         )
         transition = TransitionRecord(
@@ -202,6 +218,8 @@ async def perform_sync_chunk(
         await _close_chunk(run, destination, _pace(run, started))
     except ConnectorError as exc:
         await _record_failure(run, exc, retry_policy or RetryPolicy())
+    except Exception as exc:  # noqa: BLE001 - a bug fails its entity (typed), not the run
+        await _record_failure(run, as_internal(exc), retry_policy or RetryPolicy())
     out = run.outcome(index, retry_in=run.retry_delay, waiting=run.waiting)
     run.emitter.emit(
         ChunkFinished(
@@ -304,15 +322,26 @@ def _pace(run: _Chunk, started: float) -> float | None:
 async def _close_chunk(run: _Chunk, destination: Destination, pace: float | None) -> None:
     rec = run.rec
     if rec.fetch_state.has_more:
+        # A chunk that landed ends its retries: the error is history now, not current.
         await run.fire(
-            "chunk_finished", chunk_index=rec.chunk_index + 1, attempts=0, seconds_per_call=pace
+            "chunk_finished",
+            chunk_index=rec.chunk_index + 1,
+            attempts=0,
+            seconds_per_call=pace,
+            last_error=None,
         )
         return
     # Crash-safe: finalize is idempotent, and a crash before "complete" lands here again.
     fence = run.lease.token if run.lease is not None else None
     await destination.finalize(rec.destination_job, rec.entity, rec.mode, fence=fence)
     crash_point("after_finalize")
-    await run.fire("complete", chunk_index=rec.chunk_index + 1, attempts=0, seconds_per_call=pace)
+    await run.fire(
+        "complete",
+        chunk_index=rec.chunk_index + 1,
+        attempts=0,
+        seconds_per_call=pace,
+        last_error=None,
+    )
 
 
 async def _record_failure(run: _Chunk, exc: ConnectorError, retry: RetryPolicy) -> None:
@@ -330,7 +359,9 @@ async def _record_failure(run: _Chunk, exc: ConnectorError, retry: RetryPolicy) 
         if exc.retry_after is not None and decision.reason.startswith("the server asked"):
             resume = now + timedelta(seconds=exc.retry_after)
             message = f"{message}; resume it after {resume.isoformat(timespec='seconds')}"
-    error = ErrorInfo(exc.kind.value, message, now, exc.retry_after, first_at=first)
+    error = ErrorInfo(
+        exc.kind.value, message, now, exc.retry_after, first_at=first, **bug_details(exc)
+    )
     if decision.delay is None:
         await run.fire("fail", error, attempts=attempt, last_error=error)
         return

@@ -43,7 +43,9 @@ query Tickets($first: Int, $after: String, $since: DateTime) {
 }"""
 ARTICLES = """
 query Articles($limit: Int, $offset: Int, $since: DateTime) {
-  articles(limit: $limit, offset: $offset, updatedSince: $since) { id title updatedAt }
+  articles(limit: $limit, offset: $offset, updatedSince: $since) {
+    id title updatedAt createdAt
+  }
 }"""
 
 
@@ -71,7 +73,9 @@ def _connectors(url: str, key: str) -> list[tuple[Any, tuple[str, ...]]]:
                 updated_field="updatedAt",
                 created_field="createdAt",
             ),
-            "articles": GraphQLEntity(ARTICLES, ("articles",), updated_field="updatedAt"),
+            "articles": GraphQLEntity(
+                ARTICLES, ("articles",), updated_field="updatedAt", order_field="createdAt"
+            ),
         },
         headers={"Authorization": f"Bearer {key}"},
     )

@@ -114,7 +114,20 @@ def _row(r: EntityRecord, now: datetime) -> dict[str, Any]:
         "time_in_state": _ago(r.state_since, now),
         "last_error": r.last_error.message if r.last_error else None,
         "last_error_kind": r.last_error.kind if r.last_error else None,
+        "waiting": _waiting(r),
     }
+
+
+def _waiting(r: EntityRecord) -> bool:
+    """Waiting out a server-timed rate limit: the entity is not failing."""
+    error = r.last_error
+    return (
+        r.state is SyncState.FETCHING
+        and r.attempts > 0
+        and error is not None
+        and error.kind == "rate_limited"
+        and error.retry_after is not None
+    )
 
 
 def status_table(job_id: str, records: Sequence[EntityRecord]) -> Table:
@@ -135,8 +148,9 @@ def status_table(job_id: str, records: Sequence[EntityRecord]) -> Table:
     for rec, row in zip(records, status_rows(records), strict=True):
         style = _STYLE.get(rec.state, "")
         total = f"/{row['total']}" if row["total"] else ""
+        state = "waiting (rate limit)" if row["waiting"] else row["state"]
         table.add_row(
-            row["entity"], f"[{style}]{row['state']}[/]", str(row["chunk"]),
+            row["entity"], f"[{style}]{state}[/]", str(row["chunk"]),
             f"{row['records']}{total}", str(row["api_calls"]), str(row["attempts"]),
             f"{row['records_per_s']:,.0f}" if row["records_per_s"] else "-",
             f"{row['eta_s']:.0f}s" if row["eta_s"] is not None else "-",

@@ -21,6 +21,7 @@ from typing import Final
 from attrs import frozen
 
 from statesync._models import Lease
+from statesync._sqlite_lock import reset_lease_deadline, set_lease_deadline
 from statesync.errors import LeaseError, StoreError
 from statesync.store import StateStore
 
@@ -81,13 +82,19 @@ async def take_lease(
     host: str = HOST,
     pid: int | None = None,
     alive: Callable[[int], bool] = pid_alive,
+    min_token: int = 0,
 ) -> LeaseAttempt:
-    """Acquire the entity's lease, breaking it first when its holder's process is dead."""
+    """Acquire the entity's lease, breaking it first when its holder's process is dead.
+
+    ``min_token`` is passed on to the store (see :meth:`StateStore.acquire_lease`).
+    """
     pid = os.getpid() if pid is None else pid
     took_over: Lease | None = None
     holder: Lease | None = None
     for _ in range(3):  # a race with another successor is settled by the store
-        lease = await store.acquire_lease(job_id, entity, owner, ttl, host=host, pid=pid)
+        lease = await store.acquire_lease(
+            job_id, entity, owner, ttl, host=host, pid=pid, min_token=min_token
+        )
         if lease is not None:
             return LeaseAttempt(lease, None, took_over)
         holder = await store.get_lease(job_id, entity)
@@ -104,6 +111,7 @@ class LeaseKeeper:
     """Holds one entity's lease and renews it every ``ttl / 3`` while work goes on.
 
     ``clock`` and ``sleep`` are injectable so tests can drive the heartbeat by events.
+    While it holds the lease, SQLite lock waits in this task end when the lease would.
     """
 
     def __init__(
@@ -121,6 +129,7 @@ class LeaseKeeper:
         self._clock = clock
         self._sleep = sleep
         self._task = asyncio.create_task(self._renew())
+        self._deadline = set_lease_deadline(lambda: self._lease.expires_at)
 
     def current(self) -> Lease:
         if self._task.done() and not self._task.cancelled():
@@ -158,6 +167,7 @@ class LeaseKeeper:
         fatal error never leaves a sibling's lease held.
         """
         self._task.cancel()
+        reset_lease_deadline(self._deadline)
         giving_up = asyncio.ensure_future(self._give_up())
         cancelled = False
         while not giving_up.done():

@@ -213,6 +213,10 @@ class ErrorInfo:
     message: str
     at: datetime
     retry_after: float | None = None
+    exception: str | None = None
+    """For kind ``internal``: the exception's type name (a connector's bug)."""
+    frame: str | None = None
+    """For kind ``internal``: the traceback's last frame, ``file:line in function``."""
     first_at: datetime | None = None
     """When the failures without progress that this one continues began (``at`` for
     the first): a server-timed rate limit is given up by this time, not by a count."""
@@ -245,6 +249,9 @@ class EntityRecord:
     seconds_per_call: float | None = None
     """Measured wall time of a chunk divided by its API calls (a moving average), which
     sizes the next chunk when the chunk policy sets a ``target_duration``."""
+    driven_seconds: float = 0.0
+    """Wall time workers spent driving this entity (up to its last write): the rate's
+    denominator, so time nobody drove it (a dead worker, a stopped job) is left out."""
 
     @property
     def records(self) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from statesync._urls import check_destination_url, check_store_url
 from statesync.connector import BaseConnector
 from statesync.destination import Destination
 from statesync.errors import ConfigurationError
@@ -32,6 +33,7 @@ def _split_prefix(url: str) -> tuple[str, str | None]:
 
 def open_store(url: str) -> StateStore:
     """``sqlite:///path``, a plain file path, ``redis://…`` or ``memory:``."""
+    check_store_url(url)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from statesync.stores.redis import RedisStateStore
 
@@ -52,6 +54,7 @@ def open_store(url: str) -> StateStore:
 
 def open_destination(url: str) -> Destination:
     """``sqlite:///path`` or a plain file path (PostgreSQL comes with its extra)."""
+    check_destination_url(url)
     if url.startswith(("postgres://", "postgresql://")):
         # ?schema=name is statesync's own parameter; the rest of the URL goes to libpq.
         from statesync.destinations.postgres import PostgresDestination

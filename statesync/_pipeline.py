@@ -33,12 +33,13 @@ import attrs
 from statesync import _partitions
 from statesync._budget import RateBudget
 from statesync._failpoints import crash_point
+from statesync._internal import internal_error
 from statesync._models import FetchState, Page, PageRequest, RateInfo, TimeWindow
 from statesync._policy import ChunkPolicy
 from statesync._progress import ProgressGuard
 from statesync.connector import BaseConnector, Partitioning
 from statesync.destination import Destination
-from statesync.errors import ConfigurationError, ConnectorError, ErrorKind
+from statesync.errors import ConfigurationError, ConnectorError, ErrorKind, StatesyncError
 from statesync.events import PageWritten
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ class Pipeline:
         if budget is not None:
             await budget.acquire()
         try:
-            page = await self.connector.fetch_page(request)
+            page = await self._fetch_page(request)
         except ConnectorError as exc:
             if budget is not None and exc.kind is ErrorKind.RATE_LIMITED:
                 await budget.throttled(exc.retry_after)
@@ -131,6 +132,15 @@ class Pipeline:
             await budget.observe(page.rate or _NO_REPORT)
         self.fetch_time = _average(self.fetch_time, time.monotonic() - started)
         return page
+
+    async def _fetch_page(self, request: PageRequest) -> Page:
+        """The connector's answer; a bug in it (not one of our errors) becomes typed."""
+        try:
+            return await self.connector.fetch_page(request)
+        except StatesyncError:
+            raise
+        except Exception as exc:
+            raise internal_error(exc) from exc
 
     def landed_one(self) -> None:
         self.in_flight -= 1

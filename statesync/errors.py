@@ -8,7 +8,8 @@ httpx, stripe, gql and redis into this tree, so no other module needs to know th
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 class ErrorKind(enum.StrEnum):
@@ -20,6 +21,8 @@ class ErrorKind(enum.StrEnum):
     MALFORMED_RESPONSE = "malformed_response"
     AUTH = "auth"
     BAD_REQUEST = "bad_request"
+    INTERNAL = "internal"
+    """A bug inside a connector (an unexpected exception): not retried by default."""
     NO_PROGRESS = "no_progress"
 
 
@@ -90,8 +93,61 @@ class UnknownJobError(StoreError):
     """No job (or entity of a job) with that id is in the store."""
 
 
+class JobBusyError(StatesyncError):
+    """A job (or entity) is being driven by another live worker right now.
+
+    ``holders`` maps each busy entity to its lease's owner and expiry (Unix seconds).
+    """
+
+    def __init__(self, job_id: str, holders: Mapping[str, tuple[str, float]]) -> None:
+        named = ", ".join(f"{e!r} by {owner}" for e, (owner, _) in holders.items())
+        super().__init__(f"job {job_id!r} is running: {named or 'held by another worker'}")
+        self.job_id = job_id
+        self.holders = dict(holders)
+
+
+class UnknownEntityError(ConfigurationError):
+    """An entity name that the job (or connector) does not have."""
+
+    def __init__(self, job_id: str, entities: Sequence[str], known: Sequence[str]) -> None:
+        super().__init__(
+            f"job {job_id!r} has no entity {', '.join(map(repr, entities))}; "
+            f"it has: {', '.join(known)}"
+        )
+        self.entities = tuple(entities)
+
+
 class DestinationError(StatesyncError):
     """The destination could not be written."""
+
+
+class DatabaseLockedError(StatesyncError):
+    """A SQLite file's write lock stayed taken for as long as this worker could wait.
+
+    The wait is bounded by the worker's lease (waiting longer could not help: the lease
+    would lapse), so a frozen lock holder cannot stall its successor for a fixed 30 s.
+    Retryable: the holder may let go. ``holder_pid`` names the process holding the lock
+    when the operating system tells (same host).
+    """
+
+    retryable = True
+
+    def __init__(self, what: str, waited: float, holder_pid: int | None, holder: str) -> None:
+        who = f"process {holder_pid}{holder}" if holder_pid is not None else "another process"
+        super().__init__(
+            f"{what}: the write lock is held by {who}; gave up after waiting {waited:.1f}s "
+            "(the time left on this worker's lease)"
+        )
+        self.waited = waited
+        self.holder_pid = holder_pid
+
+
+class StoreLockedError(DatabaseLockedError, StoreError):
+    """The SQLite state store's file stayed locked (see :class:`DatabaseLockedError`)."""
+
+
+class DestinationLockedError(DatabaseLockedError, DestinationError):
+    """The SQLite destination's file stayed locked (see :class:`DatabaseLockedError`)."""
 
 
 class ConnectorError(StatesyncError):
@@ -155,6 +211,41 @@ class MalformedResponseError(ConnectorError):
     kind = ErrorKind.MALFORMED_RESPONSE
 
 
+class InternalError(ConnectorError):
+    """An unexpected exception inside a connector, with where it was raised.
+
+    ``exception`` is the exception's type name and ``frame`` the last frame of its
+    traceback (``file:line in function``); both are also in the message.
+    """
+
+    kind = ErrorKind.INTERNAL
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exception: str | None = None,
+        frame: str | None = None,
+        **context: Any,
+    ) -> None:
+        super().__init__(message, **context)
+        self.exception = exception
+        self.frame = frame
+
+    def with_context(self, entity: str, request: str | None) -> ConnectorError:
+        if self.entity is not None:
+            return self
+        new = InternalError(
+            self.message,
+            exception=self.exception,
+            frame=self.frame,
+            entity=entity,
+            request=request or self.request,
+        )
+        new.__cause__ = self.__cause__ or self
+        return new
+
+
 class NoProgressError(ConnectorError):
     """A walk stopped moving: a page repeated the previous position, or its records fell
     outside the bounds the request sent (the server ignored a filter).
@@ -176,6 +267,7 @@ _BY_KIND: Mapping[ErrorKind, type[ConnectorError]] = {
         AuthError,
         BadRequestError,
         MalformedResponseError,
+        InternalError,
         NoProgressError,
     )
 }

@@ -69,11 +69,14 @@ class StateStore(Protocol):
         *,
         host: str | None = None,
         pid: int | None = None,
+        min_token: int = 0,
     ) -> Lease | None:
         """A new lease with a higher fencing token, or ``None`` if another owner holds one.
 
         The same owner re-acquiring gets a fresh lease (and token). ``host`` and ``pid``
-        are recorded with it and returned by :meth:`get_lease`.
+        are recorded with it and returned by :meth:`get_lease`. The token is at least
+        ``min_token``: a store restored from an old snapshot has an old fence counter,
+        and the destination refuses tokens below the highest it has seen.
         """
         ...
 

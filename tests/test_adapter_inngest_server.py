@@ -18,8 +18,8 @@ from typing import Any
 
 import inngest
 import pytest
-from conftest import RedisServer
 from inngest_executor import Cel, ExecutorError, Run, serving
+from redis_support import RedisServer
 from test_adapter_inngest import (
     SIZES,
     assert_exact,

@@ -300,6 +300,7 @@ def test_a_bad_graphql_config_names_the_key(tmp_path: Path) -> None:
            "--graphql-config", str(config), "--entity", "tickets", *args(tmp_path)]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "STATESYNC_API_KEY": "k"})  # fmt: skip
-    assert done.returncode == 1
+    assert done.returncode == 2  # a configuration error, and nothing written
     assert "entities.tickets.updated_feild: unknown setting" in done.stderr
     assert "Traceback" not in done.stderr
+    assert not (tmp_path / "s.db").exists() and not (tmp_path / "d.db").exists()

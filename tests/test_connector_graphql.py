@@ -50,7 +50,9 @@ query Tickets($slug: String!, $first: Int, $after: String, $since: DateTime) {{
 }}"""
 OFFSET = """
 query Articles($limit: Int, $offset: Int, $changedSince: DateTime) {
-  articles(limit: $limit, offset: $offset, updatedSince: $changedSince) { id title updatedAt }
+  articles(limit: $limit, offset: $offset, updatedSince: $changedSince) {
+    id title updatedAt createdAt
+  }
 }"""
 SKIP_TAKE = "query($take: Int, $skip: Int) { articles(take: $take, skip: $skip) { id } }"
 
@@ -60,9 +62,14 @@ ENTITIES = {
         NODES, "workspace.tickets", updated_field="updatedAt", variables={"slug": "acme"}
     ),
     "articles": GraphQLEntity(
-        OFFSET, ("articles",), updated_field="updatedAt", since_variable="changedSince"
+        OFFSET,
+        ("articles",),
+        updated_field="updatedAt",
+        since_variable="changedSince",
+        order_field="createdAt",
     ),
-    "articles_skip": GraphQLEntity(SKIP_TAKE, ("articles",)),
+    # Plain offsets, the documented opt-out: the contract suite covers both paths.
+    "articles_skip": GraphQLEntity(SKIP_TAKE, ("articles",), anchored=False),
 }
 SERVED = {
     "tickets": TICKETS,
@@ -194,7 +201,8 @@ async def test_page_carries_style_total_and_timestamps(conn: GraphQLConnector) -
     assert all(r.updated_at is not None and r.updated_at.tzinfo for r in page.records)
     offset_page = await conn.fetch_page(request("articles", FetchState(offset=20)))
     assert (len(offset_page.records), offset_page.next_offset) == (5, 25)
-    assert offset_page.metadata == {"style": "offset"} and not offset_page.has_more
+    assert offset_page.metadata is not None and not offset_page.has_more
+    assert offset_page.metadata["style"] == "offset"
 
 
 async def test_resume_refuses_a_checkpoint_of_another_style(conn: GraphQLConnector) -> None:
@@ -405,7 +413,8 @@ async def test_engine_run_is_exact_through_faults_and_mutations(
     assert result.ok, result
     fields = ("id", "title", "status", "revision", "updatedAt", "createdAt")
     assert dest.rows("tickets") == _served(sandbox, TICKETS, fields)
-    assert dest.rows("articles") == _served(sandbox, ARTICLES, ("id", "title", "updatedAt"))
+    served = _served(sandbox, ARTICLES, ("id", "title", "updatedAt", "createdAt"))
+    assert dest.rows("articles") == served
     # Both entities share the request counter, so either may meet either fault.
     kinds = [
         t.error.kind

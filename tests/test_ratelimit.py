@@ -286,3 +286,18 @@ async def test_a_wait_too_long_fails_with_the_servers_ask_and_resume_time() -> N
     resume = datetime.fromisoformat(entity.error.rsplit("resume it after ", 1)[1])
     assert resume - before >= timedelta(seconds=86400 - 2)
     assert connector.calls == 1  # failed at once: not slept, not retried
+
+
+def test_status_shows_a_server_timed_rate_limit_as_waiting() -> None:
+    from statesync import EntityRecord, ErrorInfo, SyncMode
+    from statesync._display import status_rows
+
+    now = datetime.now(UTC)
+    limited = ErrorInfo("rate_limited", "slow down", now, retry_after=30.0)
+    blip = ErrorInfo("transient", "HTTP 503", now)
+    records = [
+        EntityRecord("j", "a", SyncMode.FULL, SyncState.FETCHING, attempts=3, last_error=limited),
+        EntityRecord("j", "b", SyncMode.FULL, SyncState.FETCHING, attempts=1, last_error=blip),
+        EntityRecord("j", "c", SyncMode.FULL, SyncState.FAILED, attempts=9, last_error=limited),
+    ]
+    assert [row["waiting"] for row in status_rows(records)] == [True, False, False]

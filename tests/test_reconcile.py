@@ -7,6 +7,7 @@ a job leaves staging tables that ``statesync gc`` drops (and ``status --dest`` r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -27,9 +28,11 @@ from test_crash_resume_postgres import assert_exact as assert_exact_pg
 from test_engine import rows, runner
 
 from statesync._chunk import _RESTART_NOTE, _SWAPPED_NOTE
+from statesync._open import open_store
 from statesync._policy import ChunkPolicy
 from statesync.connectors.memory import MemoryConnector
 from statesync.destinations.memory import MemoryDestination
+from statesync.errors import StatesyncError
 from statesync.events import ChunkFinished, Event
 from statesync.sandbox import Sandbox, SandboxConfig
 from statesync.stores.sqlite import SQLiteStateStore
@@ -122,13 +125,54 @@ async def test_staging_gone_mid_sync_restarts_the_full_sync(tmp_path: Path) -> N
     await again.store.aclose()
 
 
+async def test_a_store_restored_behind_the_destinations_fence_still_writes(
+    tmp_path: Path,
+) -> None:
+    # Three runs draw lease tokens 1, 2, 3 (the destination records 3); the store is then
+    # restored to a snapshot from run 1, whose fence counter stands at 1.
+    db, snap = tmp_path / "s.db", tmp_path / "snap.db"
+    data = {"a": rows(150)}
+    dest = MemoryDestination()
+    store = SQLiteStateStore(db)
+
+    def run_until(index: int, *extra: AfterChunk) -> Any:
+        stop = AfterChunk("a", index, lambda: current.request_stop())
+        current = runner(
+            MemoryConnector(data),
+            store=store,
+            destination=dest,
+            chunk_policy=SHORT_LEASES,
+            listeners=[stop, *extra],
+        )
+        return current
+
+    first = run_until(1, AfterChunk("a", 0, lambda: backup(db, snap)))
+    assert (await first.sync(["a"], job_id=JOB)).interrupted
+    for index in (2, 3):
+        assert (await run_until(index).run(JOB)).interrupted
+    await store.aclose()
+    restore(snap, db)
+    store = SQLiteStateStore(db)
+    final = runner(
+        MemoryConnector(data),
+        store=store,
+        destination=dest,
+        chunk_policy=SHORT_LEASES,
+        lease_wait=10,
+    )
+    result = await final.run(JOB)
+    assert result.ok, result
+    assert set(dest.rows("a")) == {r["id"] for r in data["a"]}
+    await store.aclose()
+
+
 # -- from the command line: SQLite and Redis stores, SQLite and PostgreSQL destinations ----
 
 
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
     with Sandbox(SandboxConfig(sizes=SIZES)) as running:
-        running.faults.configure(latency=0.03)  # slow enough to catch it mid-sync
+        running.faults.configure(latency=0.1)  # slow enough to catch it mid-sync
         yield running
 
 
@@ -196,17 +240,28 @@ def _dest(kind: str, tmp: Path, request: pytest.FixtureRequest) -> str:
 
 
 def _entity_progress(store: str) -> dict[str, tuple[str, int]]:
-    out = cli("status", JOB, "--store", store, "--json", timeout=30)
-    if out.returncode != 0:
-        return {}
-    return {e["entity"]: (e["state"], e["records"]) for e in json.loads(out.stdout)["entities"]}
+    """Each entity's state and records, read straight from the store (fast to poll)."""
+
+    async def read() -> dict[str, tuple[str, int]]:
+        opened = open_store(store)
+        try:
+            return {r.entity: (r.state.value, r.records) for r in await opened.list_entities(JOB)}
+        except StatesyncError:
+            return {}
+        finally:
+            await opened.aclose()
+
+    return asyncio.run(read())
 
 
 def _wait_mid_sync(store: str, proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         progress = _entity_progress(store)
-        if progress and all(n > 0 for _, n in progress.values()):
+        # Some records of each landed, and one entity is far enough from its end that
+        # the snapshot, taken a moment later, still finds it mid-sync.
+        started = progress and all(n > 0 for _, n in progress.values())
+        if started and any(n < SIZES[e] // 2 for e, (_, n) in progress.items()):
             return
         time.sleep(0.05)
     pytest.fail(f"never saw the job mid-sync: {proc.poll()}")

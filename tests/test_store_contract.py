@@ -319,3 +319,17 @@ async def test_a_dead_holders_lease_is_broken_by_its_token(store: StateStore) ->
     with pytest.raises(LeaseError):
         await store.save(attrs.evolve(record, version=2), lease=dead)
     await store.save(attrs.evolve(record, version=2), lease=successor)
+
+
+async def test_min_token_lifts_a_fence_counter_left_behind(store: StateStore) -> None:
+    # A store restored from an old snapshot counts tokens from an old value; the
+    # destination has seen higher ones and would refuse every write.
+    await new_job(store)
+    first = await store.acquire_lease("job-1", "customers", "a", ttl=30)
+    assert first is not None and first.token == 1
+    lifted = await store.acquire_lease("job-1", "customers", "a", ttl=30, min_token=10)
+    assert lifted is not None and lifted.token == 10
+    after = await store.acquire_lease("job-1", "customers", "a", ttl=30, min_token=3)
+    assert after is not None and after.token == 11  # never backwards
+    fresh = await store.acquire_lease("job-1", "invoices", "a", ttl=30, min_token=5)
+    assert fresh is not None and fresh.token == 5

@@ -103,11 +103,18 @@ async def test_a_429_cuts_the_learned_pace_to_a_share_of_the_rate_sent() -> None
     budget = MemoryRateBudget(RateSettings(None), clock=clock, sleep=clock.sleep)
     await _send(budget, clock, 2.0, 40)
     await budget.throttled(1.0)
-    assert budget.pace == pytest.approx(0.8 * 40, rel=0.05)
+    assert budget.pace == pytest.approx(0.5 * 40, rel=0.05)  # the first cut halves
     assert budget._reserve() >= 1.0 - 1e-9  # paused for the server's Retry-After
     # 429s of requests sent before the cut (within the calm spell) cut nothing more.
     await budget.throttled(1.0)
-    assert budget.pace == pytest.approx(0.8 * 40, rel=0.05)
+    assert budget.pace == pytest.approx(0.5 * 40, rel=0.05)
+    # One soon after the calm spell halves again; one after the pace held, 80 %.
+    clock.now += 2.5
+    await budget.throttled(0.1)
+    assert budget.pace == pytest.approx(0.25 * 40, rel=0.05)
+    clock.now += 6.0
+    await budget.throttled(0.1)
+    assert budget.pace == pytest.approx(0.8 * 0.25 * 40, rel=0.05)
 
 
 async def test_successes_climb_additively_and_a_later_429_cuts_again() -> None:
@@ -121,9 +128,9 @@ async def test_successes_climb_additively_and_a_later_429_cuts_again() -> None:
     await _send(budget, clock, 10.0, 1000)  # asks for more than the pace lets through
     climbed = budget.pace
     assert climbed is not None
-    # About 2 % of the rate at the cut per second: +10 in 10 s from 40.
+    # About 2 % of the rate at the cut per second: +10 in 10 s from 25.
     assert climbed - cut == pytest.approx(0.02 * 50 * 10, rel=0.2)
-    await budget.throttled(1.0)
+    await budget.throttled(1.0)  # long after the last cut: to 80 %
     assert budget.pace == pytest.approx(0.8 * climbed, rel=0.05)
 
 
@@ -138,7 +145,7 @@ async def test_the_paced_rate_follows_the_learned_pace() -> None:
     pace = budget.pace
     assert pace is not None
     assert sent / (clock.now - start) <= pace + 1e-6
-    assert sent / (clock.now - start) >= 0.9 * 0.8 * 25
+    assert sent / (clock.now - start) >= 0.9 * 0.5 * 25
 
 
 async def test_nothing_remaining_cuts_and_pauses_until_the_reset() -> None:
@@ -179,3 +186,38 @@ async def test_unusable_waits_pause_for_a_second_not_forever(wait: float) -> Non
     other = MemoryRateBudget(RateSettings(None), clock=clock, sleep=clock.sleep)
     await other.observe(RateInfo(remaining=0, reset=wait))
     assert other._reserve() == pytest.approx(1.0)
+
+
+async def test_the_redis_budget_learns_the_same_way(redis_url: str, key_prefix: str) -> None:
+    """The Lua twin of MemoryRateBudget: same cut, same climb, same pause (Redis's clock)."""
+    import redis.asyncio as aioredis
+
+    from statesync._budget import RedisRateBudget
+
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    key = f"{key_prefix}:budget:acct"
+    budget = RedisRateBudget(client, key, RateSettings(None))
+    clock = Clock()
+    twin = MemoryRateBudget(RateSettings(None), clock=clock, sleep=clock.sleep)
+    try:
+        waits = [await budget._run("acquire") for _ in range(10)]
+        for _ in range(10):
+            twin._reserve()
+        assert waits == [0.0] * 10  # unpaced until the limit shows
+        await budget.throttled(1.0)
+        await twin.throttled(1.0)
+        pace = float(await client.hget(key, "pace"))
+        assert twin.pace is not None
+        assert pace == pytest.approx(twin.pace, rel=0.05)  # half of 10 in the first 0.2 s
+        assert await budget._run("acquire") >= 0.9  # paused for the Retry-After
+        await budget.observe(RateInfo())
+        await twin.observe(RateInfo())
+        assert float(await client.hget(key, "pace")) == pytest.approx(twin.pace, rel=0.05)
+        assert float(await client.hget(key, "pace")) > pace  # a success climbs
+        await budget.throttled(float("inf"))  # within the calm spell: no cut, no endless wait
+        assert (
+            float(await client.hget(key, "paused")) < float(await client.hget(key, "updated")) + 2
+        )
+    finally:
+        await client.delete(key)
+        await client.aclose()

@@ -252,7 +252,7 @@ async def test_redis_budget_is_shared_by_separate_registries(
 
 ARTICLES_QUERY = """
 query Articles($limit: Int, $offset: Int) {
-  articles(limit: $limit, offset: $offset) { id title updatedAt }
+  articles(limit: $limit, offset: $offset) { id title updatedAt createdAt }
 }"""
 
 
@@ -264,7 +264,9 @@ async def test_graphql_offset_list_plans_pages_and_lands_them_once() -> None:
         conn = GraphQLConnector(
             sb.url + "/graphql",
             headers={"Authorization": f"Bearer {KEY}"},
-            entities={"articles": GraphQLEntity(ARTICLES_QUERY, ("articles",))},
+            entities={
+                "articles": GraphQLEntity(ARTICLES_QUERY, ("articles",), order_field="createdAt")
+            },
         )
         dest = LoggingDestination()
         result = await runner(conn, dest, concurrency=4, max_iterations=30).sync(["articles"])

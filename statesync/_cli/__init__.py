@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import click
 
+from statesync._cli._contract import JsonGroup
 from statesync._cli._diagram import diagram
 from statesync._cli._gc import gc
-from statesync._cli._jobs import cancel, demo, resume, run, sandbox, status
+from statesync._cli._jobs import cancel, demo, resume, run, sandbox
 from statesync._cli._policy import policy
+from statesync._cli._status import status
 
 
-@click.group()
+@click.group(cls=JsonGroup)
 @click.version_option(package_name="statesync")
 def main() -> None:
     """Resumable, observable, retry-safe chunked API syncs."""

@@ -1,40 +1,61 @@
-"""Job commands: demo, run, resume, status, sandbox."""
+"""Job commands: demo, run, resume, cancel, sandbox (status: :mod:`._status`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
 
 from statesync._budget import RedisBudgets
-from statesync._chunk import apply_trigger
-from statesync._display import ChunkLines, LeaseLines, status_rows, status_table
-from statesync._lease import take_lease
+from statesync._cancel import cancel_job
+from statesync._cli._contract import (
+    EXIT_BUSY,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    CommandError,
+    command_error,
+    emit,
+    exit_for_outcomes,
+    resume_hint,
+)
+from statesync._cli._status import existing_store, status_table
+from statesync._cli._validate import (
+    NON_NEGATIVE_FLOAT,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    check_dest,
+    check_entities,
+    check_job_id,
+    check_namespace,
+    check_store,
+    check_tables,
+)
+from statesync._display import ChunkLines, LeaseLines
+from statesync._instances import Instance, resolve_instance
 from statesync._listeners import LoggingListener, ProgressDisplay
-from statesync._models import EntityRecord, SyncMode
+from statesync._models import SyncMode
 from statesync._open import CONNECTORS, open_connector, open_destination, open_store
 from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
 from statesync._sandbox_flags import NAMED_FAULTS, PAYLOAD_HELP
-from statesync.adapters.local import LocalRunner
-from statesync.destination import Destination
-from statesync.errors import StatesyncError
+from statesync._status import job_status
+from statesync.adapters.local import JobResult, LocalRunner
+from statesync.errors import DestinationError, StatesyncError, StoreError, UnknownEntityError
 from statesync.events import Listener
-from statesync.store import StateStore
 
 Display = ProgressDisplay | ChunkLines
 
 T = TypeVar("T")
 
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_BUSY = 0, 1, 3, 75
+__all__ = ["EXIT_BUSY", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK"]
 DEFAULT_STORE = "sqlite:///statesync-state.db"
 DEFAULT_DEST = "sqlite:///statesync-data.db"
 API_KEY_ENV = "STATESYNC_API_KEY"
@@ -47,11 +68,15 @@ def _console() -> Console:
     return console if console.is_terminal else Console(highlight=False, width=150)
 
 
+def _fail(exc: StatesyncError, param: str | None = None) -> NoReturn:
+    raise command_error(exc, param) from None
+
+
 def _run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
         return asyncio.run(make())
     except StatesyncError as exc:
-        raise click.ClickException(str(exc)) from None
+        _fail(exc)
 
 
 def _common(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -60,20 +85,34 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
             "--store",
             default=DEFAULT_STORE,
             show_default=True,
+            callback=check_store,
             help="State store: sqlite:///path, redis://host:port/db or memory:.",
         ),
         click.option(
-            "--dest", default=DEFAULT_DEST, show_default=True, help="Destination: sqlite:///path."
+            "--dest",
+            default=DEFAULT_DEST,
+            show_default=True,
+            callback=check_dest,
+            help="Destination: sqlite:///path, postgresql://… or memory:.",
         ),
         click.option(
-            "--max-iterations", default=10, show_default=True, help="API calls per chunk."
+            "--max-iterations",
+            type=POSITIVE_INT,
+            default=10,
+            show_default=True,
+            help="API calls per chunk.",
         ),
-        click.option("--page-size", default=100, show_default=True),
+        click.option("--page-size", type=POSITIVE_INT, default=100, show_default=True),
         click.option(
-            "--concurrency", default=4, show_default=True, help="Entities synced at once."
+            "--concurrency",
+            type=POSITIVE_INT,
+            default=4,
+            show_default=True,
+            help="Entities synced at once.",
         ),
         click.option(
             "--attempts",
+            type=POSITIVE_INT,
             default=5,
             show_default=True,
             help="Tries per chunk before an entity fails.",
@@ -81,7 +120,7 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--wait-lease",
             "lease_wait",
-            type=float,
+            type=NON_NEGATIVE_FLOAT,
             default=DEFAULT_LEASE_WAIT,
             show_default=True,
             help="Seconds to wait for an entity another live worker drives (a countdown "
@@ -97,31 +136,31 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("-v", "--verbose", is_flag=True, help="Log every event (stderr)."),
         click.option(
             "--concurrency-pages",
-            type=int,
+            type=POSITIVE_INT,
             default=1,
             show_default=True,
             help="Requests in flight per entity (offset pages, time windows).",
         ),
         click.option(
             "--target-chunk-seconds",
-            type=float,
+            type=POSITIVE_FLOAT,
             default=None,
             help="Size chunks by time: API calls per chunk follow the latency.",
         ),
         click.option(
             "--min-iterations",
-            type=int,
+            type=POSITIVE_INT,
             default=1,
             show_default=True,
             help="Fewest API calls per chunk when sizing by time.",
         ),
         click.option(
             "--rate-limit",
-            type=float,
+            type=POSITIVE_FLOAT,
             default=None,
             help="The provider's requests/s for this account; requests are paced.",
         ),
-        click.option("--rate-burst", type=int, default=None, help="The provider's burst."),
+        click.option("--rate-burst", type=POSITIVE_INT, default=None, help="The provider's burst."),
         click.option(
             "--budget-redis",
             default=None,
@@ -130,12 +169,13 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--lease-ttl",
-            type=float,
+            type=POSITIVE_FLOAT,
             default=ChunkPolicy().lease_ttl,
             show_default=True,
             help="Seconds a dead worker's lease blocks workers on other hosts (renewed "
             "every third of it while the worker lives).",
         ),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -151,9 +191,27 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
     default=None,
     help="TOML file of GraphQL entities (queries, list paths), for --connector graphql.",
 )
-@click.option("--entity", "entities", multiple=True, required=True, help="Repeat per entity.")
+@click.option(
+    "--entity",
+    "entities",
+    multiple=True,
+    required=True,
+    callback=check_entities,
+    help="Repeat per entity.",
+)
 @click.option("--mode", type=click.Choice([m.value for m in SyncMode]), default="full")
-@click.option("--job-id", default=None)
+@click.option(
+    "--job-id",
+    default=None,
+    callback=check_job_id,
+    help="Reusing a finished job's id runs a new instance of it (recurring jobs).",
+)
+@click.option(
+    "--namespace",
+    default=None,
+    callback=check_namespace,
+    help="Destination namespace (PostgreSQL schema, SQLite table prefix); default: none.",
+)
 @_common
 def run(
     connector: str,
@@ -162,6 +220,7 @@ def run(
     entities: tuple[str, ...],
     mode: str,
     job_id: str | None,
+    namespace: str | None,
     **opts: Any,
 ) -> None:
     """Start a sync job. The API key comes from $STATESYNC_API_KEY."""
@@ -170,13 +229,17 @@ def run(
         # Stored with the job so `resume` rebuilds the same connector: no secrets here.
         given = {"base_url": base_url, "graphql_config": graphql_config}
         params = {k: v for k, v in given.items() if v}
+        check_tables(entities, namespace)
         runner, display = _runner(connector, params, entities, **opts)
         async with _session(runner):
-            job = await runner.create_job(
-                entities, mode=SyncMode(mode), job_id=job_id, params=params
+            instance = await runner.open_job(
+                entities, mode=SyncMode(mode), job_id=job_id, params=params, namespace=namespace
             )
-            _console().print(f"job {job}")
-            return await _drive(runner, display, job, retry_failed=False)
+            if not opts["as_json"]:
+                verb = "job" if instance.created else "resuming job"
+                number = f" instance {instance.number}" if instance.number > 1 else ""
+                _console().print(f"{verb} {instance.job_id}{number}")
+            return await _drive(runner, display, instance, retry_failed=False, opts=opts)
 
     sys.exit(_run(go))
 
@@ -186,15 +249,19 @@ def run(
 @click.option("--retry-failed", is_flag=True, help="Resume entities that had failed too.")
 @_common
 def resume(job_id: str, retry_failed: bool, **opts: Any) -> None:
-    """Resume a job where it stopped (after Ctrl-C, a crash or a failure)."""
+    """Resume a job (its latest instance) where it stopped."""
 
     async def go() -> int:
-        store = open_store(opts["store"])
-        spec = await store.get_job(job_id)
-        await store.aclose()
+        store = existing_store(opts["store"], job_id)
+        try:
+            number, store_id = await resolve_instance(store, job_id)
+            spec = await store.get_job(store_id)
+        finally:
+            await store.aclose()
         runner, display = _runner(spec.connector, spec.params, spec.entities, **opts)
+        instance = Instance(job_id, number, store_id, created=False)
         async with _session(runner):
-            return await _drive(runner, display, job_id, retry_failed=retry_failed)
+            return await _drive(runner, display, instance, retry_failed=retry_failed, opts=opts)
 
     sys.exit(_run(go))
 
@@ -212,20 +279,30 @@ def _runner(
     policies: str | None,
     verbose: bool,
     budget_redis: str | None,
+    as_json: bool,
     **chunk_flags: Any,
-) -> tuple[LocalRunner, Display]:
+) -> tuple[LocalRunner, Display | None]:
+    """The runner, built in an order that writes nothing until all is known good:
+    policies, then the connector (its key), then the store (opened lazily) and last the
+    destination (a SQLite destination creates its file)."""
     key = os.environ.get(API_KEY_ENV)
+    policy_set = _policies(policies, connector, entities, attempts, chunk_flags)
     console = _console()
-    display: Display = ProgressDisplay(console) if console.is_terminal else ChunkLines(console)
-    listeners: list[Listener] = [display, LeaseLines(Console(stderr=True, highlight=False))]
+    display: Display | None = None
+    listeners: list[Listener] = [LeaseLines(Console(stderr=True, highlight=False))]
+    if not as_json:
+        display = ProgressDisplay(console) if console.is_terminal else ChunkLines(console)
+        listeners.append(display)
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         listeners.append(LoggingListener(secrets=[key] if key else []))
+    built = open_connector(connector, key, params, entities)
+    state = open_store(store)
     runner = LocalRunner(
-        connector=open_connector(connector, key, params, entities),
-        store=open_store(store),
+        connector=built,
+        store=state,
         destination=open_destination(dest),
-        policies=_policies(policies, connector, entities, attempts, chunk_flags),
+        policies=policy_set,
         budgets=RedisBudgets.from_url(budget_redis) if budget_redis else None,
         concurrency=concurrency,
         listeners=listeners,
@@ -269,99 +346,118 @@ async def _session(runner: LocalRunner) -> AsyncIterator[LocalRunner]:
         await runner.store.aclose()
 
 
-async def _drive(runner: LocalRunner, display: Display, job_id: str, *, retry_failed: bool) -> int:
+async def _drive(
+    runner: LocalRunner,
+    display: Display | None,
+    instance: Instance,
+    *,
+    retry_failed: bool,
+    opts: dict[str, Any],
+) -> int:
     runner.install_signal_handlers()
+    hint = resume_hint(instance.job_id, opts["store"], opts["dest"])
     live = display if isinstance(display, ProgressDisplay) else contextlib.nullcontext()
-    with live:
-        result = await runner.run(job_id, retry_failed=retry_failed)
+    try:
+        with live:
+            result = await runner.run(
+                instance.store_id, retry_failed=retry_failed, instance=instance.number
+            )
+    except (StoreError, DestinationError) as exc:
+        # An outage mid-run: nothing failed, the checkpoints hold; resume is the answer.
+        raise CommandError(
+            f"{exc}\ninterrupted; continue with: {hint}", EXIT_INTERRUPTED, type(exc).__name__
+        ) from None
+    code = exit_for_outcomes(result.outcomes(), result.interrupted)
+    status = await job_status(runner.store, instance.job_id, instance=instance.number)
+    if opts["as_json"]:
+        emit(_run_payload(result, status.to_json(), code, hint))
+        return code
     console = _console()
-    console.print(status_table(job_id, await runner.store.list_entities(job_id)))
+    console.print(status_table(status))
     for entity in result.entities:
         if entity.note:
             console.print(f"{entity.entity}: {entity.note}")
-    if result.interrupted:
-        console.print(f"interrupted; continue with: statesync resume {job_id}")
-        return EXIT_INTERRUPTED
-    if any(e.note and "lease" in e.note for e in result.entities):
-        return EXIT_BUSY
-    return EXIT_OK if result.ok else EXIT_FAILED
+    if code == EXIT_INTERRUPTED:
+        console.print(f"interrupted; continue with: {hint}", soft_wrap=True)
+    return code
 
 
-@click.command()
-@click.argument("job_id", required=False)
-@click.option("--store", default=DEFAULT_STORE, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option(
-    "--dest", default=None, help="Also report staging tables no job owns (see statesync gc)."
-)
-def status(job_id: str | None, store: str, as_json: bool, dest: str | None) -> None:
-    """Show a job's entities (or the recent jobs)."""
-    _status(job_id, store, as_json)
-    if dest is not None:
-        from statesync._cli._gc import orphan_lines
-
-        for line in _run(lambda: orphan_lines(store, dest)):
-            click.echo(line, err=as_json)
-
-
-def _status(job_id: str | None, store: str, as_json: bool) -> None:
-    async def go() -> None:
-        st = open_store(store)
-        try:
-            if job_id is None:
-                for spec in await st.list_jobs(20):
-                    click.echo(f"{spec.job_id}  {spec.connector}  {','.join(spec.entities)}")
-                return
-            records = await st.list_entities(job_id)
-            if as_json:
-                click.echo(
-                    json.dumps({"job_id": job_id, "entities": status_rows(records)}, indent=2)
-                )
-            else:
-                _console().print(status_table(job_id, records))
-        finally:
-            await st.aclose()
-
-    _run(go)
+def _run_payload(result: JobResult, status: dict[str, Any], code: int, hint: str) -> dict[str, Any]:
+    return {
+        "job_id": status["job_id"],
+        "instance": result.instance,
+        "store_id": result.job_id,
+        "exit_code": code,
+        "interrupted": result.interrupted,
+        "results": [
+            {
+                "entity": e.entity,
+                "outcome": e.outcome.value,
+                "state": e.state.value,
+                "records": e.records,
+                "chunks": e.chunks,
+                "error": e.error,
+                "error_kind": e.error_kind,
+                "holder": e.holder.to_json() if e.holder else None,
+                "note": e.note,
+            }
+            for e in result.entities
+        ],
+        "status": status,
+        "resume": hint if code in (EXIT_INTERRUPTED, EXIT_FAILED) else None,
+    }
 
 
 @click.command()
 @click.argument("job_id")
 @click.option("--entity", "entities", multiple=True, help="Only these entities (repeatable).")
-@click.option("--store", default=DEFAULT_STORE, show_default=True)
-@click.option("--dest", default=DEFAULT_DEST, show_default=True)
-def cancel(job_id: str, entities: tuple[str, ...], store: str, dest: str) -> None:
+@click.option("--store", default=DEFAULT_STORE, show_default=True, callback=check_store)
+@click.option("--dest", default=DEFAULT_DEST, show_default=True, callback=check_dest)
+@click.option("--instance", type=POSITIVE_INT, default=None, help="Default: the latest.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def cancel(
+    job_id: str,
+    entities: tuple[str, ...],
+    store: str,
+    dest: str,
+    instance: int | None,
+    as_json: bool,
+) -> None:
     """Cancel a job's unfinished entities for good and drop what they staged."""
 
     async def go() -> int:
-        st, destination = open_store(store), open_destination(dest)
+        st = existing_store(store, job_id)
         try:
-            records = await st.list_entities(job_id)
-            chosen = [r for r in records if not entities or r.entity in entities]
-            busy = [r.entity for r in chosen if not await _cancel_one(st, destination, r)]
+            # Known job and entities before the destination is opened (and created).
+            number, store_id = await resolve_instance(st, job_id, instance)
+            known = [r.entity for r in await st.list_entities(store_id)]
+            unknown = [e for e in entities if e not in known]
+            if unknown:
+                raise UnknownEntityError(job_id, unknown, known)
+            destination = open_destination(dest)
+            try:
+                done = await cancel_job(st, destination, job_id, entities=entities, instance=number)
+            finally:
+                await destination.aclose()
         finally:
-            await destination.aclose()
             await st.aclose()
-        for entity in busy:
+        code = EXIT_BUSY if done.busy else EXIT_OK
+        if as_json:
+            emit(
+                {
+                    "job_id": job_id,
+                    "instance": done.instance,
+                    "cancelled": list(done.cancelled),
+                    "already_final": list(done.already_final),
+                    "busy": list(done.busy),
+                    "exit_code": code,
+                }
+            )
+        for entity in () if as_json else done.busy:
             _console().print(f"{entity}: a worker is driving it; stop that worker first")
-        return EXIT_BUSY if busy else EXIT_OK
+        return code
 
     sys.exit(_run(go))
-
-
-async def _cancel_one(store: StateStore, destination: Destination, rec: EntityRecord) -> bool:
-    """Cancel one entity under its lease; False when another worker holds the lease."""
-    if rec.state.is_final:
-        return True
-    lease = (await take_lease(store, rec.job_id, rec.entity, "statesync-cancel", 30.0)).lease
-    if lease is None:
-        return False
-    try:
-        await apply_trigger(store, rec.job_id, rec.entity, "cancel", lease=lease)
-        await destination.discard(rec.destination_job, rec.entity)
-    finally:
-        await store.release_lease(lease)
-    return True
 
 
 def _sandbox_options(command: Callable[..., Any]) -> Callable[..., Any]:

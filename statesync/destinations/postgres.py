@@ -227,6 +227,7 @@ class PostgresDestination:
         self._conn: _Conn | None = None
         self._lock = asyncio.Lock()
         self._closed = False
+        self._schemas: dict[str, PostgresDestination] = {}
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresDestination:
@@ -488,7 +489,23 @@ class PostgresDestination:
 
         return await self._run(work, write=False, what=f"cannot read the mark of {entity!r}")
 
+    def namespace(self, name: str) -> PostgresDestination:
+        """The same database, writing into schema ``name`` (a job's namespace).
+
+        One destination per schema, each with its own connection, closed with this one.
+        """
+        if name == self.schema:
+            return self
+        child = self._schemas.get(name)
+        if child is None:
+            child = PostgresDestination(self._dsn, schema=name)
+            child._connect_kwargs = dict(self._connect_kwargs)
+            self._schemas[name] = child
+        return child
+
     async def aclose(self) -> None:
+        for child in self._schemas.values():
+            await child.aclose()
         async with self._lock:
             self._closed = True
             if self._conn is not None:

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 from statesync._failpoints import crash_point
 from statesync._models import Record, SyncMode
+from statesync._sqlite_lock import is_locked, lock_holder, lock_wait
 from statesync.destination import StagedTable, StagingCheck
 from statesync.destinations._names import (
     check_staging,
@@ -46,7 +47,7 @@ from statesync.destinations._names import (
     staging_table,
     validate_entity,
 )
-from statesync.errors import DestinationError, StaleFenceError
+from statesync.errors import DestinationError, DestinationLockedError, StaleFenceError
 
 _T = TypeVar("_T")
 _BUSY_MS = 30_000
@@ -216,7 +217,7 @@ class SQLiteDestination:
         """Run ``work`` in one write transaction; the caller holds the lock."""
         conn = self._conn
         # IMMEDIATE takes the write lock up front, so no upgrade deadlock can happen.
-        conn.execute("BEGIN IMMEDIATE")
+        self._begin_waiting(conn, lock_wait(_BUSY_MS / 1000))
         try:
             out = work(conn)
             conn.execute("COMMIT")
@@ -226,6 +227,23 @@ class SQLiteDestination:
                 conn.execute("ROLLBACK")
             raise
         return out
+
+    def _begin_waiting(self, conn: sqlite3.Connection, wait: float) -> None:
+        """BEGIN IMMEDIATE, waiting up to ``wait`` s (the lease's time left) for the lock."""
+        bounded = wait < _BUSY_MS / 1000
+        if bounded:
+            conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not is_locked(exc):
+                raise
+            pid, name = lock_holder(self.path)
+            where = f"sqlite destination {self.path}"
+            raise DestinationLockedError(where, wait, pid, name) from exc
+        finally:
+            if bounded:
+                conn.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
 
     def _locked(self, work: Callable[[sqlite3.Connection], _T], write: bool) -> _T:
         with self._lock:
@@ -253,7 +271,7 @@ class SQLiteDestination:
             return work(conn)
         if not _begin_now(conn):
             # Another process holds the write lock: wait for it off the loop.
-            await asyncio.to_thread(conn.execute, "BEGIN IMMEDIATE")
+            await asyncio.to_thread(self._begin_waiting, conn, lock_wait(_BUSY_MS / 1000))
         try:
             out = work(conn)
         except BaseException:

@@ -3,7 +3,11 @@
 Prints the base URL on stdout (one line, flushed) and serves until SIGTERM/SIGINT.
 ``--faults`` and the named fault flags start faults and rate limits switched on (the
 settings ``POST /_sandbox/faults`` changes while it runs); ``--config`` sets any
-``SandboxConfig`` field.
+``SandboxConfig`` field. Walk modes go in ``--faults`` too: ``skip_cap`` (a Close
+``_skip`` cap the client is not told, answered with Close's 400), ``ignore_params``
+(query filters the server drops, e.g. ``["created"]``), ``vanished_cursors`` (a deleted
+Stripe cursor is a 400 ``resource_missing``); mutations take ``"cursor": true`` (delete
+the record the last page ended with) and ``"insert_where"`` (backdated inserts).
 """
 
 from __future__ import annotations

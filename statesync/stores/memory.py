@@ -96,13 +96,14 @@ class MemoryStateStore:
         *,
         host: str | None = None,
         pid: int | None = None,
+        min_token: int = 0,
     ) -> Lease | None:
         key = (job_id, entity)
         async with self._lock:
             held = self._leases.get(key)
             if held is not None and held.owner != owner and held.expires_at >= time.time():
                 return None
-            token = self._fence.get(key, 0) + 1
+            token = max(self._fence.get(key, 0) + 1, min_token)
             self._fence[key] = token
             lease = Lease(job_id, entity, owner, token, time.time() + ttl, host, pid)
             self._leases[key] = lease

@@ -73,12 +73,16 @@ end
 return 1
 """
 
-# KEYS: lease, fence, job hash, lease holder. ARGV: owner, ttl in ms, holder JSON.
-# Returns the token or nil.
+# KEYS: lease, fence, job hash, lease holder. ARGV: owner, ttl in ms, holder JSON,
+# lowest token. Returns the token or nil.
 _ACQUIRE: Final = """
 local held = redis.call('GET', KEYS[1])
 if held and string.match(held, '^%d+:(.*)$') ~= ARGV[1] then return false end
 local token = redis.call('INCR', KEYS[2])
+if token < tonumber(ARGV[4]) then
+  token = tonumber(ARGV[4])
+  redis.call('SET', KEYS[2], token, 'KEEPTTL')
+end
 redis.call('SET', KEYS[1], token .. ':' .. ARGV[1], 'PX', ARGV[2])
 redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[2])
 local ttl = redis.call('PTTL', KEYS[3])
@@ -297,6 +301,7 @@ class RedisStateStore:
         *,
         host: str | None = None,
         pid: int | None = None,
+        min_token: int = 0,
     ) -> Lease | None:
         # Taken before the call, so the lease we report never outlives the real one.
         expires_at = time.time() + ttl
@@ -307,7 +312,8 @@ class RedisStateStore:
             self._keys.lease_holder(job_id, entity),
         ]
         holder = json.dumps({"host": host, "pid": pid})
-        token = await self._call(self._acquire(keys=keys, args=[owner, _ms(ttl), holder]))
+        args: list[str | int] = [owner, _ms(ttl), holder, min_token]
+        token = await self._call(self._acquire(keys=keys, args=args))
         if token is None:
             return None
         return Lease(job_id, entity, owner, int(token), expires_at, host, pid)

@@ -25,7 +25,14 @@ import attrs
 
 from statesync._converter import dumps, loads
 from statesync._models import EntityRecord, JobSpec, Lease, TransitionRecord
-from statesync.errors import ConflictError, LeaseError, StoreError, UnknownJobError
+from statesync._sqlite_lock import is_locked, lock_holder, lock_wait
+from statesync.errors import (
+    ConflictError,
+    LeaseError,
+    StoreError,
+    StoreLockedError,
+    UnknownJobError,
+)
 
 T = TypeVar("T")
 
@@ -146,15 +153,32 @@ class SQLiteStateStore:
         self._conn: sqlite3.Connection | None = None
         self._closed = False
 
-    async def _run(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.to_thread(self._locked, op)
+    async def _run(self, op: Callable[[sqlite3.Connection], T], lease: Lease | None = None) -> T:
+        """Run ``op`` in a thread; under ``lease`` (or the task's), lock waits end with it."""
+        wait = lock_wait(BUSY_TIMEOUT, None if lease is None else lease.expires_at)
+        return await asyncio.to_thread(self._locked, op, wait)
 
-    def _locked(self, op: Callable[[sqlite3.Connection], T]) -> T:
+    def _locked(self, op: Callable[[sqlite3.Connection], T], wait: float) -> T:
         with self._lock:
             try:
-                return op(self._connection())
+                return self._bounded(op, self._connection(), wait)
             except sqlite3.Error as exc:
+                if is_locked(exc):
+                    pid, name = lock_holder(self._path)
+                    where = f"sqlite store {str(self._path)!r}"
+                    raise StoreLockedError(where, wait, pid, name) from exc
                 raise StoreError(f"sqlite: {type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _bounded(op: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection, wait: float) -> T:
+        """``op`` with the busy timeout cut to ``wait`` seconds when that is shorter."""
+        if wait >= BUSY_TIMEOUT:
+            return op(conn)
+        conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+        try:
+            return op(conn)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
 
     def _connection(self) -> sqlite3.Connection:
         if self._closed:
@@ -239,7 +263,7 @@ class SQLiteStateStore:
                 if transition is not None:
                     self._append_history(conn, record.job_id, record.entity, transition)
 
-        await self._run(op)
+        await self._run(op, lease)
 
     @staticmethod
     def _check_save(conn: sqlite3.Connection, record: EntityRecord, lease: Lease | None) -> None:
@@ -282,6 +306,7 @@ class SQLiteStateStore:
         *,
         host: str | None = None,
         pid: int | None = None,
+        min_token: int = 0,
     ) -> Lease | None:
         def op(conn: sqlite3.Connection) -> Lease | None:
             with _transaction(conn):
@@ -292,7 +317,7 @@ class SQLiteStateStore:
                 ).fetchone()
                 if held is not None and held[0] != owner and held[1] >= now:
                     return None
-                token = _next_token(conn, job_id, entity)
+                token = _next_token(conn, job_id, entity, min_token)
                 lease = Lease(job_id, entity, owner, token, now + ttl, host, pid)
                 conn.execute(
                     "INSERT OR REPLACE INTO leases"
@@ -328,7 +353,7 @@ class SQLiteStateStore:
                 )
                 return renewed
 
-        return await self._run(op)
+        return await self._run(op, lease)
 
     async def release_lease(self, lease: Lease) -> None:
         def op(conn: sqlite3.Connection) -> None:
@@ -337,7 +362,7 @@ class SQLiteStateStore:
                 (lease.job_id, lease.entity, lease.token),
             )
 
-        await self._run(op)
+        await self._run(op, lease)
 
     async def finish_job(self, job_id: str) -> None:
         """Record ``finished_at``; SQLite jobs are kept until deleted (no expiry)."""
@@ -362,12 +387,12 @@ class SQLiteStateStore:
                 self._conn = None
 
 
-def _next_token(conn: sqlite3.Connection, job_id: str, entity: str) -> int:
-    """Draw the next fencing token (the fences table only ever counts up)."""
+def _next_token(conn: sqlite3.Connection, job_id: str, entity: str, floor: int = 0) -> int:
+    """Draw the next fencing token, at least ``floor`` (the fences table only counts up)."""
     conn.execute(
-        "INSERT INTO fences (job_id, entity, token) VALUES (?, ?, 1)"
-        " ON CONFLICT (job_id, entity) DO UPDATE SET token = token + 1",
-        (job_id, entity),
+        "INSERT INTO fences (job_id, entity, token) VALUES (?1, ?2, max(1, ?3))"
+        " ON CONFLICT (job_id, entity) DO UPDATE SET token = max(token + 1, ?3)",
+        (job_id, entity, floor),
     )
     row = conn.execute(
         "SELECT token FROM fences WHERE job_id = ? AND entity = ?", (job_id, entity)
