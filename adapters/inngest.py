@@ -100,12 +100,13 @@ MAX_STEPS = 1000
 DEFAULT_CHUNKS_PER_RUN = 25
 MAX_CHUNKS_PER_RUN = 100
 """Replay makes a run's n-th request cost more the larger n: the SDK walks every memo,
-and its memo lookup copies the rest, so a request costs about 25 µs per earlier chunk
-and a run of n chunks O(n^3). Measured by ``bench/bench_inngest.py`` on the cheapest
-chunk there is (one in-memory record, ~4 ms): at 25 a run's last 20 requests cost
-within 10% of its first 20 (0.97x-1.03x); at 100 about 1.4x, which is within 10% only
-for chunks of 25 ms or more (a real API page is slower than that). Fewer chunks per run
-mean more runs: each adds a locate and a hand-over step (8% more steps at 25)."""
+and its memo lookup copies the rest, so a request costs about 25-30 µs more per earlier
+chunk and a run of n chunks O(n^3). Measured by ``bench/bench_inngest.py`` (SDK handler
+CPU time) on the cheapest chunk there is (one in-memory record, ~2 ms): at 25 a run's
+last 20 requests cost within 10% of its first 20 (1.03x); at 100 about 2x, which is
+within 10% only for chunks of 30 ms or more (a real API page is slower than that).
+Fewer chunks per run mean more runs: each adds a locate and a hand-over step (8% more
+steps at 25)."""
 DEFAULT_ENTITIES_PER_RUN = 900
 MAX_ENTITIES_PER_RUN = MAX_STEPS - 4
 """A job run waits once per entity, beside its plan, fan-out, summary (or announcement)."""

@@ -50,6 +50,7 @@ import uvicorn
 MiB = 1024 * 1024
 KiB = 1024
 FAILED_EVENT = "inngest/function.failed"
+CPU_HEADER = "x-test-handler-cpu"
 DEDUPE_SECONDS = 24 * 3600.0
 """How long Inngest drops a repeated event id (and holds an idempotency key)."""
 MIN_RETRY_AFTER, MAX_RETRY_AFTER = 1.0, 24 * 3600.0
@@ -164,6 +165,8 @@ class Run:
     requests: int = 0
     handler_seconds: float = 0.0
     request_seconds: list[float] = field(default_factory=list)
+    request_cpu: list[float] = field(default_factory=list)
+    """The SDK's CPU seconds per request (its thread's), which other load cannot inflate."""
     state_bytes: int = 0
     max_step_bytes: int = 0
 
@@ -376,6 +379,8 @@ class Executor:
             took = time.perf_counter() - started
             run.handler_seconds += took
             run.request_seconds.append(took)
+            if (cpu := resp.headers.get(CPU_HEADER)) is not None:
+                run.request_cpu.append(float(cpu))
             run.requests += 1
         return resp
 
@@ -639,6 +644,17 @@ async def serving(
     )
     functions = make(client)
     app = fastapi.FastAPI()
+
+    @app.middleware("http")
+    async def handler_cpu(
+        request: fastapi.Request, call_next: Callable[[fastapi.Request], Awaitable[Any]]
+    ) -> Any:
+        # One server thread runs every handler, so its CPU time is the handler's own.
+        started = time.thread_time()
+        response = await call_next(request)
+        response.headers[CPU_HEADER] = f"{time.thread_time() - started:.6f}"
+        return response
+
     inngest.fast_api.serve(app, client, functions)
     executor = Executor(f"{url}/api/inngest", functions, **executor_kw)
     executor.mount_event_api(app)
