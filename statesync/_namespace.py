@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from statesync._models import JobSpec, Record, SyncMode
-from statesync.destination import Destination
+from statesync.destination import Destination, StagedTable, StagingCheck
 from statesync.destinations._names import RESERVED_PREFIXES, validate_entity
 from statesync.errors import ConfigurationError
 
@@ -111,6 +111,16 @@ class PrefixedDestination:
 
     async def discard(self, job_id: str, entity: str) -> None:
         await self.inner.discard(job_id, self.table(entity))
+
+    async def inspect(self, job_id: str, entity: str) -> StagingCheck:
+        return await self.inner.inspect(job_id, self.table(entity))
+
+    async def list_staging(self) -> Sequence[StagedTable]:
+        mine = f"{self.name}{SEPARATOR}"
+        return [t for t in await self.inner.list_staging() if (t.entity or "").startswith(mine)]
+
+    async def drop_staging(self, staged: StagedTable) -> None:
+        await self.inner.drop_staging(staged)
 
     async def watermark(self, entity: str) -> datetime | None:
         return await self.inner.watermark(self.table(entity))
