@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 
+from statesync._namespace import job_namespace, table_name
 from statesync.destination import Destination, StagedTable
 from statesync.destinations._names import staging_table
 from statesync.errors import ConfigurationError, UnknownJobError
@@ -51,9 +52,13 @@ async def _known_tables(store: StateStore) -> set[str]:
     tables: set[str] = set()
     for spec in await store.list_jobs(_ALL_JOBS):
         with contextlib.suppress(UnknownJobError):  # expired meanwhile
+            namespace = job_namespace(spec)
             for rec in await store.list_entities(spec.job_id):
                 with contextlib.suppress(ConfigurationError):
                     tables.add(staging_table(rec.entity, rec.destination_job))
+                    # A namespaced job stages under its prefixed table name (SQLite).
+                    name = table_name(rec.entity, namespace)
+                    tables.add(staging_table(name, rec.destination_job))
     return tables
 
 

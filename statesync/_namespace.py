@@ -116,7 +116,8 @@ class PrefixedDestination:
         return await self.inner.inspect(job_id, self.table(entity))
 
     async def list_staging(self) -> Sequence[StagedTable]:
-        return await self.inner.list_staging()
+        mine = f"{self.name}{SEPARATOR}"
+        return [t for t in await self.inner.list_staging() if (t.entity or "").startswith(mine)]
 
     async def drop_staging(self, staged: StagedTable) -> None:
         await self.inner.drop_staging(staged)

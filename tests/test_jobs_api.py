@@ -227,3 +227,25 @@ async def test_postgres_namespaces_are_schemas(
         with psycopg.connect(postgres_dsn, autocommit=True) as pg:
             for schema in spaces.values():
                 pg.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def test_gc_keeps_the_staging_of_a_namespaced_job(tmp_path: Any) -> None:
+    from statesync import find_orphan_staging
+    from statesync.destinations.sqlite import SQLiteDestination
+    from statesync.stores.sqlite import SQLiteStateStore
+
+    st, dest = SQLiteStateStore(tmp_path / "s.db"), SQLiteDestination(tmp_path / "d.db")
+    r = runner(Slow({"orders": rows(100)}), st, dest)
+    handle = await r.start(["orders"], job_id="ns-job", namespace="shop")
+    await until(handle, lambda s: s.entity("orders").records >= 20)
+    handle.stop()
+    assert (await handle.wait()).interrupted
+    staged = await dest.list_staging()
+    assert [t.entity for t in staged] == ["shop__orders"]
+    assert await find_orphan_staging(st, dest) == []  # its job is known: not an orphan
+    resumed = await (
+        await runner(MemoryConnector({"orders": rows(100)}), st, dest).resume("ns-job")
+    ).wait()
+    assert resumed.ok and len(dest.rows("shop__orders")) == 100
+    await st.aclose()
+    await dest.aclose()
