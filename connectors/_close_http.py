@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 from attrs import frozen
 
+from statesync import _json
 from statesync._models import RateInfo
 from statesync._ratelimit import rate_info_from_headers, retry_after_from_headers
 from statesync.errors import ConnectorError, MalformedResponseError, error_for_status
@@ -68,7 +69,7 @@ class ListBody:
 def read_list(response: httpx.Response, described: str, required: tuple[str, ...]) -> ListBody:
     """Validate a list answer; every item needs ``required`` fields as strings."""
     try:
-        body = response.json()
+        body = _json.loads(response.content)
     except ValueError:
         raise MalformedResponseError("response is not JSON", request=described) from None
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):

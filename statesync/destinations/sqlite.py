@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import json.encoder
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -34,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from statesync import _json
 from statesync._failpoints import crash_point
 from statesync._models import Record, SyncMode
 from statesync._sqlite_lock import is_locked, lock_holder, lock_wait
@@ -129,27 +129,6 @@ def _upsert(table: str) -> str:
     )
 
 
-def _json_encoder() -> Callable[[Any], str]:
-    """A compact JSON encoder, same output as ``json.dumps(x, separators=(",", ":"))``.
-
-    ``json.dumps`` with arguments builds a ``JSONEncoder`` per call, and even
-    ``JSONEncoder.encode`` builds its C encoder per call; on the hot path we build the
-    C encoder once per page (it holds the circular-reference markers, so not shared).
-    """
-    base = json.JSONEncoder(separators=(",", ":"))
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # pragma: no cover - only Pythons built without _json
-        return base.encode
-    encode = make({}, base.default, json.encoder.encode_basestring_ascii, None, ":", ",",
-                  False, False, True)  # fmt: skip
-    join = "".join
-
-    def dumps(value: Any) -> str:
-        return join(encode(value, 0))
-
-    return dumps
-
-
 def _stamps(records: Sequence[Record]) -> dict[datetime | None, str | None]:
     """ISO strings of the page's timestamps, each formatted once (many are shared)."""
     moments = {r.created_at for r in records} | {r.updated_at for r in records}
@@ -160,7 +139,7 @@ def _stamps(records: Sequence[Record]) -> dict[datetime | None, str | None]:
 
 def _rows(records: Sequence[Record]) -> list[_Row]:
     """The page as SQL parameters: one JSON encoding per record, nothing else heavy."""
-    synced, dumps, stamps = iso(datetime.now(UTC)), _json_encoder(), _stamps(records)
+    synced, dumps, stamps = iso(datetime.now(UTC)), _json.dumps, _stamps(records)
     try:
         return [
             (r.id, dumps(r.data), stamps[r.created_at], stamps[r.updated_at], synced)
