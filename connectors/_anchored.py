@@ -88,24 +88,45 @@ class Ordering:
 
 def is_seen(last: JSON, seen: Sequence[str], item: Item, ordering: Ordering) -> bool:
     """Whether ``item`` was handed out already (or sorts where handed-out records are)."""
+    return seen_test(last, seen, ordering)(item)
+
+
+def seen_test(last: JSON, seen: Sequence[str], ordering: Ordering) -> Callable[[Item], bool]:
+    """:func:`is_seen` for many items of one page: ``last`` is parsed once, not per item."""
     if last is None:
-        return False
-    value = item[ordering.key]
-    if ordering.same(value, last):
-        return ordering.record_id(item) in seen
-    return ordering.before(value, last)
+        return lambda item: False
+    bound, ids, parse, key = ordering.parse(last), frozenset(seen), ordering.parse, ordering.key
+    descending = ordering.descending
+
+    def test(item: Item) -> bool:
+        value = parse(item[key])
+        if value == bound:
+            return ordering.record_id(item) in ids
+        return bool(value > bound) if descending else bool(value < bound)
+
+    return test
 
 
 def advanced(
     last: JSON, seen: Sequence[str], fresh: Sequence[Item], ordering: Ordering
 ) -> tuple[JSON, tuple[str, ...]]:
-    """``last`` and ``seen`` once ``fresh`` (in list order) has been handed out."""
-    ids = list(seen)
-    for item in fresh:
-        value = item[ordering.key]
-        if last is None or not ordering.same(value, last):
-            last, ids = value, []
-        ids.append(ordering.record_id(item))
+    """``last`` and ``seen`` once ``fresh`` (in list order) has been handed out.
+
+    Only the page's tail matters: the run of records sharing the last one's key (and,
+    when the whole page shares the key ``last`` already had, the ids seen before it).
+    """
+    if not fresh:
+        return last, tuple(seen)
+    parse, key = ordering.parse, ordering.key
+    final = parse(fresh[-1][key])
+    start = len(fresh) - 1
+    while start > 0 and parse(fresh[start - 1][key]) == final:
+        start -= 1
+    if start == 0 and last is not None and parse(last) == final:
+        ids = list(seen)
+    else:
+        last, ids = fresh[start][key], []
+    ids += (ordering.record_id(item) for item in fresh[start:])
     return last, tuple(ids)
 
 
@@ -242,7 +263,8 @@ def _absorb(
     head = anchor.head
     if asked.skip == 0 and items:
         head = ordering.record_id(items[0])
-    fresh = tuple(item for item in items if not anchor.is_seen(item, ordering))
+    test = seen_test(anchor.last, anchor.seen, ordering)
+    fresh = tuple(item for item in items if not test(item))
     last, seen = advanced(anchor.last, anchor.seen, fresh, ordering)
     moved = Anchor(asked.skip + len(items), last, seen, head, back=0, echo=echo)
     return Absorbed(fresh, moved, has_more and bool(items))

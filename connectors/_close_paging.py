@@ -32,7 +32,7 @@ import attrs
 from attrs import frozen
 
 from statesync._models import JSON, FetchState
-from statesync.connectors._anchored import Ask, Ordering, advanced, echoes, is_seen
+from statesync.connectors._anchored import Ask, Ordering, advanced, echoes, is_seen, seen_test
 
 MAX_LIMIT = 100
 """The largest ``_limit`` Close accepts on list endpoints."""
@@ -164,7 +164,8 @@ def absorb(
     if plan_.overlaps and (not items or not pos.is_seen(items[0], key)):
         # Offsets shifted under us: restart from the last date handed out.
         return Absorbed((), pos.reopened(processed), True)
-    fresh = tuple(item for item in items if not pos.is_seen(item, key))
+    test = seen_test(pos.last, pos.seen, _ordering(key))
+    fresh = tuple(item for item in items if not test(item))
     head = first if plan_.skip == 0 and first is not None else pos.head
     after = attrs.evolve(pos.after(fresh, key, plan_.skip + len(items)), head=head, echo=echo)
     return Absorbed(fresh, after, has_more and bool(items))
