@@ -244,13 +244,22 @@ class _Anchor:
         return cls(created, tuple(str(i) for i in state.metadata.get(IDS_KEY) or ()))
 
     def after(self, records: Sequence[Record]) -> _Anchor:
-        """The anchor once ``records`` (a page, newest first) have been handed out."""
-        created, ids = self.created, list(self.ids)
-        for record in records:
-            second = _second(record)
-            if second != created:
-                created, ids = second, []
-            if record.id not in ids:
+        """The anchor once ``records`` (a page, newest first) have been handed out.
+
+        Only the page's tail matters: the records of its last second (and the ids
+        already kept, when the whole page is of the anchor's second).
+        """
+        if not records:
+            return self
+        created = _second(records[-1])
+        start = len(records) - 1
+        while start > 0 and _second(records[start - 1]) == created:
+            start -= 1
+        ids = list(self.ids) if start == 0 and created == self.created else []
+        kept = set(ids)
+        for record in records[start:]:
+            if record.id not in kept:
+                kept.add(record.id)
                 ids.append(record.id)
         return _Anchor(created, tuple(ids[-MAX_TIED_IDS:]))
 
@@ -259,8 +268,9 @@ class _Anchor:
 
 
 def _second(record: Record) -> int:
-    assert record.created_at is not None  # every Stripe record has one (_record)
-    return int(record.created_at.timestamp())
+    """The record's ``created`` (checked to be an int by :func:`_record`)."""
+    second: int = record.data["created"]
+    return second
 
 
 def _parse(
@@ -299,6 +309,8 @@ _OPS: Mapping[str, Callable[[int, int], bool]] = {
 
 def _check_bounds(records: Sequence[Record], bounds: Mapping[str, int], described: str) -> None:
     """Each record within the ``created`` filter sent: else the server ignored it."""
+    if not bounds:
+        return
     for record in records:
         second = _second(record)
         if not all(_OPS[op](second, value) for op, value in bounds.items()):
