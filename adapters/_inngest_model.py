@@ -15,12 +15,12 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import attrs
-import inngest
 from attrs import field, frozen
 from cattrs.errors import BaseValidationError
 
 from statesync._chunk import ChunkOutcome
 from statesync._converter import converter
+from statesync._extras import Extra
 from statesync._models import (
     JSON,
     EntityRecord,
@@ -30,6 +30,12 @@ from statesync._models import (
     SyncMode,
     SyncState,
 )
+
+INNGEST = Extra("the Inngest adapter", "inngest", "inngest")
+"""The ``inngest`` SDK; :func:`~statesync.adapters.inngest.sync_functions` requires it."""
+
+with INNGEST.importing():
+    import inngest
 
 T = TypeVar("T")
 

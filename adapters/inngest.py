@@ -45,14 +45,13 @@ from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
 
-import inngest
-
 from statesync._budget import BudgetRegistry
 from statesync._models import SyncState
 from statesync._plugins import ConnectorPlugin, job_factory
 from statesync._policy import PolicySet
 from statesync.adapters._inngest_model import (
     FINAL_STATES,
+    INNGEST,
     MAX_EVENT_BYTES,
     ChunkSummary,
     EntitySummary,
@@ -78,6 +77,9 @@ from statesync.destination import Destination
 from statesync.errors import ConfigurationError
 from statesync.events import Listener
 from statesync.store import StateStore
+
+with INNGEST.importing():
+    import inngest
 
 __all__ = [
     "ChunkSummary",
@@ -149,6 +151,7 @@ def sync_functions(
     :data:`MAX_ENTITIES_PER_RUN`) keep every run within Inngest's 1,000 steps. A bad
     setting raises :class:`~statesync.errors.ConfigurationError` naming it.
     """
+    INNGEST.require()
     policies = policies or PolicySet()
     per_job = {name: job_factory(factory) for name, factory in connectors.items()}
     _check_settings(
@@ -178,6 +181,7 @@ def job_requested(
     event_prefix: str = "statesync",
 ) -> inngest.Event:
     """The event that starts (or resumes) a job, for ``client.send``."""
+    INNGEST.require()
     request = JobRequest(connector, tuple(entities), job_id, retry_failed=retry_failed)
     data = {k: v for k, v in dump(request).items() if v is not None}
     name = EventNames(event_prefix).job_requested

@@ -57,24 +57,21 @@ from statesync.errors import (
     ConfigurationError,
     ConnectorError,
     MalformedResponseError,
-    MissingExtraError,
     RateLimitedError,
     error_for_status,
     translate,
 )
 
-try:
+from ._anchored import Anchor, Ask, Ordering, absorb, ask, ask_ahead, plan_ahead, rewound
+from ._graphql_page import STYLE_KEY, RecordFields, read_page
+from ._graphql_style import GRAPHQL, PaginationStyle, QueryPlan, WindowVariables, analyze
+
+with GRAPHQL.importing():
     from gql import GraphQLRequest
     from gql.transport.exceptions import TransportError
     from gql.transport.httpx import HTTPXAsyncTransport
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise MissingExtraError("the GraphQL connector", "graphql", "gql") from exc
 
 from statesync._graphql_errors import error_from_graphql, scrub
-
-from ._anchored import Anchor, Ask, Ordering, absorb, ask, ask_ahead, plan_ahead, rewound
-from ._graphql_page import STYLE_KEY, RecordFields, read_page
-from ._graphql_style import PaginationStyle, QueryPlan, WindowVariables, analyze
 
 _SECRET_HEADER_WORDS = ("auth", "token", "key", "secret", "cookie", "session", "signature")
 
@@ -173,6 +170,7 @@ class GraphQLConnector(BaseConnector):
         headers: Mapping[str, str] | None = None,
         timeout: float = 60.0,
     ) -> None:
+        GRAPHQL.require()
         if not entities:
             raise ConfigurationError("the GraphQL connector needs at least one entity")
         self._configured = {name: _configure(name, e) for name, e in entities.items()}
