@@ -51,6 +51,9 @@ _CASES = {
         "from statesync.adapters.inngest import StepConflictError, job_requested",
         "job_requested('stripe', ['customers'])",
     ),
+    # Parts of their own: the package itself names the extra at import.
+    "sandbox": ({"graphql"}, "pass", "import statesync.sandbox"),
+    "testing": ({"pytest"}, "pass", "import statesync.testing"),
     "stripe": (
         {"stripe"},
         "from statesync.connectors.stripe import StripeConnector",
