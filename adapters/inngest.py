@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 
 from statesync._budget import BudgetRegistry
 from statesync._models import SyncState
-from statesync._plugins import ConnectorPlugin, job_factory
+from statesync._plugins import ConnectorPlugin, JobConnectorFactory, job_factory
 from statesync._policy import PolicySet
 from statesync.adapters._inngest_model import (
     FINAL_STATES,
@@ -122,6 +122,16 @@ T = TypeVar("T")
 _Json = dict[str, Any]
 
 
+def _per_job(
+    name: str, factory: ConnectorPlugin | JobConnectorFactory | str
+) -> JobConnectorFactory:
+    """``job_factory(factory)``, with a refusal that names the setting it came from."""
+    try:
+        return job_factory(factory)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"connectors[{name!r}]: {exc}") from exc
+
+
 def sync_functions(
     client: inngest.Inngest,
     *,
@@ -153,7 +163,7 @@ def sync_functions(
     """
     INNGEST.require()
     policies = policies or PolicySet()
-    per_job = {name: job_factory(factory) for name, factory in connectors.items()}
+    per_job = {name: _per_job(name, factory) for name, factory in connectors.items()}
     _check_settings(
         connectors=per_job,
         policies=policies,
