@@ -31,7 +31,7 @@ from postgres_support import (  # noqa: F401 - fixtures
 )
 from psycopg import sql
 
-from statesync._open import open_destination
+from statesync._cli._open import open_destination
 from statesync.destination import Destination
 from statesync.destinations._names import job_key, staging_table
 from statesync.destinations.postgres import PostgresDestination

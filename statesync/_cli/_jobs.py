@@ -28,6 +28,8 @@ from statesync._cli._contract import (
     exit_for_outcomes,
     resume_hint,
 )
+from statesync._cli._display import ChunkLines, LeaseLines
+from statesync._cli._open import open_destination, open_store
 from statesync._cli._status import existing_store, status_table
 from statesync._cli._validate import (
     NON_NEGATIVE_FLOAT,
@@ -40,11 +42,9 @@ from statesync._cli._validate import (
     check_store,
     check_tables,
 )
-from statesync._display import ChunkLines, LeaseLines
 from statesync._instances import Instance, resolve_instance
 from statesync._listeners import LoggingListener, ProgressDisplay
 from statesync._models import SyncMode
-from statesync._open import open_destination, open_store
 from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
 from statesync._sandbox_flags import NAMED_FAULTS, PAYLOAD_HELP
 from statesync._status import job_status
@@ -572,6 +572,6 @@ def _sizes(pairs: tuple[str, ...]) -> dict[str, int]:
 @click.option("--records", default=250, show_default=True, help="Customers in the emulator.")
 def demo(db: str, records: int) -> None:
     """Sync several Stripe entities from the built-in emulator into a SQLite file."""
-    from statesync._demo import run_demo
+    from statesync._cli._demo import run_demo
 
     sys.exit(_run(lambda: run_demo(Path(db), records, _console())))
