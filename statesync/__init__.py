@@ -6,6 +6,8 @@ instances: :class:`StateStore`, :class:`Destination`, :class:`BaseConnector`,
 :class:`Listener`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from statesync._budget import (
     BudgetRegistry,
     MemoryRateBudget,
@@ -20,7 +22,7 @@ from statesync._gc import collect_orphan_staging, find_orphan_staging
 from statesync._handle import JobHandle
 from statesync._instances import Instance, open_instance
 from statesync._jobconfig import JobConfig, job_config_from_mapping, load_job_config
-from statesync._listeners import LoggingListener, ProgressDisplay
+from statesync._listeners import LoggingListener
 from statesync._machine import STATES, TRANSITIONS, TransitionDef, next_state
 from statesync._models import (
     EntityRecord,
@@ -61,6 +63,9 @@ from statesync.destination import Destination, StagedTable, StagingCheck
 from statesync.events import Emitter, Event, Listener
 from statesync.store import StateStore
 
+if TYPE_CHECKING:
+    from statesync._cli._progress_display import ProgressDisplay as ProgressDisplay
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -98,7 +103,6 @@ __all__ = [
     "Partitioning",
     "PolicyConfigError",
     "PolicySet",
-    "ProgressDisplay",
     "RateBudget",
     "RateInfo",
     "RateSettings",
@@ -137,3 +141,20 @@ __all__ = [
     "resolve_connector",
     "retry_after_from_headers",
 ]
+
+# The CLI's rich progress bars: reachable as statesync.ProgressDisplay, but imported on
+# first use so that `import statesync` loads neither rich nor click. Not in __all__
+# (a star import would load them).
+_LAZY = {"ProgressDisplay": "statesync._cli._progress_display"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'statesync' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

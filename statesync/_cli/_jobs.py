@@ -30,6 +30,7 @@ from statesync._cli._contract import (
 )
 from statesync._cli._display import ChunkLines, LeaseLines
 from statesync._cli._open import open_destination, open_store
+from statesync._cli._progress_display import ProgressDisplay
 from statesync._cli._status import existing_store, status_table
 from statesync._cli._validate import (
     NON_NEGATIVE_FLOAT,
@@ -43,7 +44,7 @@ from statesync._cli._validate import (
     check_tables,
 )
 from statesync._instances import Instance, resolve_instance
-from statesync._listeners import LoggingListener, ProgressDisplay
+from statesync._listeners import LoggingListener
 from statesync._models import SyncMode
 from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
 from statesync._sandbox_flags import NAMED_FAULTS, PAYLOAD_HELP
