@@ -55,6 +55,12 @@ step "base install"
 new_venv base
 pip_install base "$WHEEL"
 base/bin/python "$ROOT/scripts/wheel_smoke.py" base
+base/bin/statesync --help >/dev/null
+# The emulator is its own extra: the command says which, and does not start.
+if timeout 30 base/bin/statesync sandbox >"$WORK/sandbox.log" 2>&1 ||
+  ! grep -q "statesync\[sandbox\]" "$WORK/sandbox.log"; then
+  cat "$WORK/sandbox.log"; echo "wheel smoke: base statesync sandbox did not name its extra"; exit 1
+fi
 
 step "[demo] install"
 new_venv demo
