@@ -11,7 +11,7 @@ import pytest
 from test_throughput_engine import LoggingDestination, StopAfter
 
 from statesync import ChunkPolicy, RetryPolicy, SyncMode, perform_sync_chunk
-from statesync._budget import RateSettings, RedisBudgets
+from statesync._budget import RateSettings
 from statesync.adapters.local import LocalRunner
 from statesync.connector import BaseConnector
 from statesync.connectors.close import CloseConnector
@@ -24,6 +24,7 @@ from statesync.sandbox import (
     SandboxConfig,
     StripeApi,
 )
+from statesync.stores._redis_budget import RedisBudgets
 from statesync.stores.memory import MemoryStateStore
 
 KEY = SandboxConfig().api_key

@@ -14,7 +14,6 @@ from typing import Any, NoReturn, TypeVar
 import click
 from rich.console import Console
 
-from statesync._budget import RedisBudgets
 from statesync._cancel import cancel_job
 from statesync._cli import _config
 from statesync._cli._contract import (
@@ -51,6 +50,7 @@ from statesync._status import job_status
 from statesync.adapters.local import JobResult, LocalRunner
 from statesync.errors import DestinationError, StatesyncError, StoreError, UnknownEntityError
 from statesync.events import Listener
+from statesync.stores._redis_budget import RedisBudgets
 
 Display = ProgressDisplay | ChunkLines
 
