@@ -383,7 +383,7 @@ class LocalRunner:
                 _log.warning("%s: %s; trying again", entity, exc)
                 await self._sleep(_LOCKED_PAUSE, job_id)
                 continue
-            if out.finished or out.interrupted:
+            if out.is_terminal or out.interrupted:
                 break
             if out.retry_in is not None:
                 await self._wait_retry(out)

@@ -10,6 +10,7 @@ sleeps: a retryable failure comes back as an outcome with ``retry_in`` set.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -74,8 +75,19 @@ class ChunkOutcome:
     already_done: bool = False
 
     @property
+    def is_terminal(self) -> bool:
+        """The entity stopped: complete, failed or cancelled (:attr:`SyncState.is_terminal`)."""
+        return self.state.is_terminal
+
+    @property
     def finished(self) -> bool:
-        return self.state in (SyncState.COMPLETE, SyncState.FAILED, SyncState.CANCELLED)
+        """Deprecated (one release): :attr:`is_terminal`."""
+        warnings.warn(
+            "ChunkOutcome.finished is deprecated: use is_terminal",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.is_terminal
 
 
 def _now() -> datetime:

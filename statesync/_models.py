@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import warnings
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,8 +34,27 @@ class SyncState(enum.StrEnum):
     CANCELLED = "cancelled"
 
     @property
-    def is_final(self) -> bool:
+    def is_terminal(self) -> bool:
+        """The machine stops here: ``complete``, ``failed`` or ``cancelled`` (a failed
+        entity waits for an operator's ``resume``). :attr:`ChunkOutcome.is_terminal`."""
+        return self in (SyncState.COMPLETE, SyncState.FAILED, SyncState.CANCELLED)
+
+    @property
+    def is_done(self) -> bool:
+        """No transition leaves it: ``complete`` or ``cancelled`` (not ``failed``, which
+        may be resumed)."""
         return self in (SyncState.COMPLETE, SyncState.CANCELLED)
+
+    @property
+    def is_final(self) -> bool:
+        """Deprecated (one release): :attr:`is_done`, which it always meant."""
+        warnings.warn(
+            "SyncState.is_final is deprecated: use is_done (complete or cancelled) or "
+            "is_terminal (complete, failed or cancelled)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.is_done
 
 
 def _frozen_mapping(value: Mapping[str, JSON] | None) -> Mapping[str, JSON]:

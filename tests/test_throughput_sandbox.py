@@ -236,7 +236,7 @@ async def test_redis_budget_is_shared_by_separate_registries(
                         retry_policy=RETRY,
                         budget=budget,
                     )
-                    if out.finished:
+                    if out.is_terminal:
                         break
                     assert out.retry_in is None, out
             await conn.aclose()
