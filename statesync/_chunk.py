@@ -371,9 +371,7 @@ async def _record_failure(run: _Chunk, exc: ConnectorError, retry: RetryPolicy) 
         if exc.retry_after is not None and decision.reason.startswith("the server asked"):
             resume = now + timedelta(seconds=exc.retry_after)
             message = f"{message}; resume it after {resume.isoformat(timespec='seconds')}"
-    error = ErrorInfo(
-        exc.kind.value, message, now, exc.retry_after, first_at=first, **bug_details(exc)
-    )
+    error = ErrorInfo(exc.kind, message, now, exc.retry_after, first_at=first, **bug_details(exc))
     if decision.delay is None:
         await run.fire("fail", error, attempts=attempt, last_error=error)
         return

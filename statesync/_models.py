@@ -11,6 +11,8 @@ from typing import Any
 import attrs
 from attrs import field, frozen
 
+from statesync.errors import ErrorKind
+
 WATERMARK_MARGIN = timedelta(minutes=5)
 """How far before a job's start its published high-water mark may reach at most."""
 
@@ -278,11 +280,16 @@ class Page:
         return max(marks) if marks else None
 
 
+def _error_kind(value: str) -> ErrorKind:
+    return ErrorKind(value)
+
+
 @frozen
 class ErrorInfo:
     """A recorded failure, safe to persist and show (never holds secrets)."""
 
-    kind: str
+    kind: ErrorKind = field(converter=_error_kind)
+    """Why it failed; a string naming a kind is accepted (``"rate_limited"``)."""
     message: str
     at: datetime
     retry_after: float | None = None

@@ -32,3 +32,35 @@ def test_a_chunk_outcome_is_terminal_when_its_state_is(state: SyncState) -> None
     assert outcome.is_terminal is state.is_terminal
     with pytest.warns(DeprecationWarning, match="finished is deprecated"):
         assert outcome.finished is outcome.is_terminal
+
+
+def test_error_info_kind_is_an_error_kind_and_old_records_still_load() -> None:
+    from datetime import UTC, datetime
+
+    from statesync import ErrorInfo
+    from statesync._converter import dumps, loads
+    from statesync.errors import ErrorKind
+
+    info = ErrorInfo("rate_limited", "slow down", datetime(2026, 1, 1, tzinfo=UTC))
+    assert info.kind is ErrorKind.RATE_LIMITED
+    stored = dumps(info)
+    assert '"kind":"rate_limited"' in stored  # the stored form is unchanged
+    assert loads(stored, ErrorInfo) == info
+    newer = stored.replace('"rate_limited"', '"a_kind_from_a_newer_release"')
+    assert loads(newer, ErrorInfo).kind is ErrorKind.INTERNAL
+    with pytest.raises(ValueError, match="not_a_kind"):
+        ErrorInfo("not_a_kind", "x", datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_an_entity_record_with_an_unknown_error_kind_still_loads() -> None:
+    from datetime import UTC, datetime
+
+    from statesync import EntityRecord, ErrorInfo, SyncMode
+    from statesync._converter import dumps, loads
+    from statesync.errors import ErrorKind
+
+    error = ErrorInfo("auth", "no", datetime(2026, 1, 1, tzinfo=UTC))
+    record = EntityRecord("job", "customers", SyncMode.FULL, last_error=error)
+    raw = dumps(record).replace('"auth"', '"brand_new"')
+    loaded = loads(raw, EntityRecord).last_error
+    assert loaded is not None and loaded.kind is ErrorKind.INTERNAL
