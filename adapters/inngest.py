@@ -503,13 +503,17 @@ def _concurrency(limit: int | None) -> list[inngest.Concurrency] | None:
 
 
 async def _drive(
-    ctx: inngest.Context, bodies: StepBodies, names: EventNames, task: EntityTask, budget: int
+    ctx: inngest.Context,
+    bodies: StepBodies,
+    names: EventNames,
+    task: EntityTask,
+    chunks_per_run: int,
 ) -> _Json:
-    """Up to ``budget`` chunk steps, then either the entity's end or a hand-over."""
+    """Up to ``chunks_per_run`` chunk steps, then either the entity's end or a hand-over."""
     entity = task.entity
     raw = await _raw_step(ctx, f"sync-{entity}-locate", partial(bodies.locate, task))
     chunk, finished = ChunkSummary.peek(raw)
-    for _ in range(budget):
+    for _ in range(chunks_per_run):
         if finished:
             break
         step_id = f"sync-{entity}-chunk-{chunk}"
