@@ -110,7 +110,7 @@ class GraphQLEntity:
     """The variables (lower, upper) that restrict a Relay connection to records created
     in ``[lower, upper)``, e.g. ``("createdGte", "createdLt")``: with them (and
     ``created_field``) the engine walks the entity as concurrent creation-time windows
-    when ``ChunkPolicy.concurrency > 1``. Declared as ``Int``/``Float`` they are sent as
+    when ``ChunkPolicy.pages_in_flight > 1``. Declared as ``Int``/``Float`` they are sent as
     Unix seconds, otherwise as ISO 8601 date-times; an open side is sent as null."""
     newest_first: bool = False
     """The order the connection lists a window in: oldest first (ascending creation

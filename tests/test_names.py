@@ -64,3 +64,30 @@ def test_an_entity_record_with_an_unknown_error_kind_still_loads() -> None:
     raw = dumps(record).replace('"auth"', '"brand_new"')
     loaded = loads(raw, EntityRecord).last_error
     assert loaded is not None and loaded.kind is ErrorKind.INTERNAL
+
+
+def test_chunk_policy_pages_in_flight_and_its_deprecated_name() -> None:
+    from statesync import ChunkPolicy
+
+    assert ChunkPolicy(pages_in_flight=3).pages_in_flight == 3
+    with pytest.warns(DeprecationWarning, match="use pages_in_flight"):
+        old = ChunkPolicy(concurrency=3)
+    assert old == ChunkPolicy(pages_in_flight=3)
+    with pytest.warns(DeprecationWarning, match="use pages_in_flight"):
+        assert old.concurrency == 3
+    with pytest.raises(ValueError, match="pages_in_flight"):
+        ChunkPolicy(pages_in_flight=0)
+
+
+def test_the_deprecated_chunk_key_in_policy_documents_warns_and_still_works() -> None:
+    from statesync import PolicyConfigError, policies_from_env, policies_from_mapping
+
+    with pytest.warns(FutureWarning, match=r"default\.chunk\.concurrency is deprecated"):
+        old = policies_from_mapping({"default": {"chunk": {"concurrency": 3}}})
+    assert old.chunk.pages_in_flight == 3
+    env = {"STATESYNC_POLICY__CONNECTORS__STRIPE__CHUNK__CONCURRENCY": "2"}
+    with pytest.warns(FutureWarning, match=r"STATESYNC_POLICY__CONNECTORS__STRIPE__CHUNK"):
+        assert policies_from_env(env).chunk_for("stripe").pages_in_flight == 2
+    both = {"default": {"chunk": {"concurrency": 3, "pages_in_flight": 2}}}
+    with pytest.raises(PolicyConfigError, match="deprecated name of 'pages_in_flight'"):
+        policies_from_mapping(both)

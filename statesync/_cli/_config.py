@@ -29,7 +29,7 @@ FLAG_POLICY: Final[Mapping[str, tuple[str, ...]]] = {
     "max_iterations": ("chunk", "max_iterations"),
     "page_size": ("chunk", "page_size"),
     "lease_ttl": ("chunk", "lease_ttl"),
-    "concurrency_pages": ("chunk", "concurrency"),
+    "concurrency_pages": ("chunk", "pages_in_flight"),
     "target_chunk_seconds": ("chunk", "target_duration"),
     "min_iterations": ("chunk", "min_iterations"),
     "rate_limit": ("chunk", "rate_limit"),

@@ -374,7 +374,7 @@ def _policies(
         max_iterations=flags["max_iterations"],
         page_size=flags["page_size"],
         lease_ttl=flags["lease_ttl"],
-        concurrency=flags["concurrency_pages"],
+        pages_in_flight=flags["concurrency_pages"],
         target_duration=flags["target_chunk_seconds"],
         min_iterations=flags["min_iterations"],
         rate_limit=flags["rate_limit"],
