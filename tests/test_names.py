@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from statesync import ChunkOutcome, FetchState, SyncState
@@ -91,3 +93,58 @@ def test_the_deprecated_chunk_key_in_policy_documents_warns_and_still_works() ->
     both = {"default": {"chunk": {"concurrency": 3, "pages_in_flight": 2}}}
     with pytest.raises(PolicyConfigError, match="deprecated name of 'pages_in_flight'"):
         policies_from_mapping(both)
+
+
+def test_deprecated_cli_flags_are_rewritten_with_a_warning() -> None:
+    from click.testing import CliRunner
+
+    from statesync._cli import main
+    from statesync._cli._renamed import renamed_args, renamed_settings
+
+    assert renamed_args(["--concurrency", "2", "--concurrency-pages=3", "--", "--concurrency"]) == [
+        "--parallel-entities",
+        "2",
+        "--pages-in-flight=3",
+        "--",
+        "--concurrency",
+    ]
+    result = CliRunner().invoke(main, ["run", "--entity", "customers", "--concurrency", "0"])
+    assert result.exit_code == 2
+    assert "warning: --concurrency is deprecated, use --parallel-entities" in result.stderr
+    assert "--parallel-entities" in result.stderr  # the usage error names the new flag
+    stored = {"concurrency": 2, "concurrency_pages": 3, "lease_wait": 0.0}
+    assert renamed_settings(stored) == {
+        "parallel_entities": 2,
+        "pages_in_flight": 3,
+        "lease_wait": 0.0,
+    }
+
+
+def test_the_deprecated_run_key_of_a_job_config_warns_and_still_works(tmp_path: Path) -> None:
+    from statesync._jobconfig import JobConfigError, load_job_config
+
+    path = tmp_path / "job.toml"
+    path.write_text('[connector]\nname = "stripe"\n[run]\nconcurrency = 2\n')
+    with pytest.warns(FutureWarning, match=r"run\.concurrency is deprecated"):
+        config = load_job_config(path)
+    assert config.run == {"parallel_entities": 2}
+    path.write_text('[connector]\nname = "stripe"\n[run]\nconcurrency = 2\nparallel_entities = 3\n')
+    with pytest.raises(JobConfigError, match=r"run\.concurrency"):
+        load_job_config(path)
+
+
+def test_local_runner_parallel_entities_and_its_deprecated_name() -> None:
+    from statesync.adapters.local import LocalRunner
+    from statesync.connectors.memory import MemoryConnector
+    from statesync.destinations.memory import MemoryDestination
+    from statesync.stores.memory import MemoryStateStore
+
+    parts = {
+        "connector": MemoryConnector({"a": []}),
+        "store": MemoryStateStore(),
+        "destination": MemoryDestination(),
+    }
+    assert LocalRunner(**parts, parallel_entities=2)._sem._value == 2  # type: ignore[arg-type]
+    with pytest.warns(DeprecationWarning, match="use parallel_entities"):
+        old = LocalRunner(**parts, concurrency=3)  # type: ignore[arg-type]
+    assert old._sem._value == 3
