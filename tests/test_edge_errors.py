@@ -211,3 +211,36 @@ async def test_a_stopped_redis_is_a_store_error_and_a_transient_budget(
 def test_a_budget_bug_is_internal() -> None:
     error = map_budget_error(ZeroDivisionError("pace"))
     assert isinstance(error, InternalError) and error.exception == "ZeroDivisionError"
+
+
+async def test_sqlite_errors_are_store_and_destination_errors(tmp_path: Path) -> None:
+    from statesync.destinations.sqlite import SQLiteDestination
+    from statesync.errors import DestinationError
+    from statesync.stores.sqlite import SQLiteStateStore
+
+    not_a_db = tmp_path / "garbage.db"
+    not_a_db.write_bytes(b"this is not a sqlite file" * 100)
+    store = SQLiteStateStore(not_a_db)
+    with pytest.raises(StoreError, match=r"^sqlite: DatabaseError") as stored:
+        await store.list_jobs()
+    assert type(stored.value.__cause__).__name__ == "DatabaseError"
+    await store.aclose()
+    with pytest.raises(DestinationError, match="cannot set up sqlite destination") as dest:
+        SQLiteDestination(not_a_db)
+    assert type(dest.value.__cause__).__name__ == "DatabaseError"
+
+
+async def test_psycopg_errors_are_destination_errors(closed_port: int) -> None:
+    import psycopg
+
+    from statesync.destinations.postgres import PostgresDestination
+    from statesync.errors import DestinationError
+
+    dest = PostgresDestination(
+        f"postgresql://postgres:hunter2@127.0.0.1:{closed_port}/postgres", schema="s"
+    )
+    with pytest.raises(DestinationError, match="cannot connect") as info:
+        await dest.watermark("customers")
+    assert not isinstance(info.value, psycopg.Error)
+    assert "hunter2" not in str(info.value)
+    await dest.aclose()
