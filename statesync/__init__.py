@@ -8,14 +8,7 @@ instances: :class:`StateStore`, :class:`Destination`, :class:`BaseConnector`,
 
 from typing import TYPE_CHECKING, Any
 
-from statesync._budget import (
-    BudgetRegistry,
-    MemoryRateBudget,
-    RateBudget,
-    RateSettings,
-    RedisBudgets,
-    RedisRateBudget,
-)
+from statesync._budget import BudgetRegistry, MemoryRateBudget, RateBudget, RateSettings
 from statesync._cancel import CancelResult, cancel_job
 from statesync._chunk import ChunkOutcome, apply_trigger, perform_sync_chunk
 from statesync._gc import collect_orphan_staging, find_orphan_staging
@@ -62,6 +55,7 @@ from statesync.connector import BaseConnector, Partitioning
 from statesync.destination import Destination, StagedTable, StagingCheck
 from statesync.events import Emitter, Event, Listener
 from statesync.store import StateStore
+from statesync.stores._redis_budget import RedisBudgets, RedisRateBudget
 
 if TYPE_CHECKING:
     from statesync._cli._progress_display import ProgressDisplay as ProgressDisplay

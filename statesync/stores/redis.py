@@ -24,7 +24,6 @@ from statesync.errors import (
     ConflictError,
     LeaseError,
     UnknownJobError,
-    translate,
 )
 from statesync.stores._redis_keys import Keys
 
@@ -32,6 +31,8 @@ _REDIS = Extra("RedisStateStore", "redis", "redis")
 with _REDIS.importing():
     import redis.asyncio as aioredis
     from redis.exceptions import RedisError
+
+    from statesync.stores._redis_errors import map_redis_error  # imports redis
 
 T = TypeVar("T")
 
@@ -178,7 +179,7 @@ class RedisStateStore:
         try:
             return await pending
         except RedisError as exc:
-            raise translate(exc) from exc
+            raise map_redis_error(exc) from exc
 
     async def create_job(self, job: JobSpec, records: Sequence[EntityRecord]) -> None:
         names = [rec.entity for rec in records]
