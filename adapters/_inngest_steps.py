@@ -12,9 +12,9 @@ import contextlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import attrs
-import inngest
 from attrs import field, frozen
 
 from statesync._budget import BudgetRegistry
@@ -23,6 +23,7 @@ from statesync._lease import LeaseKeeper
 from statesync._models import EntityRecord, JobSpec, Lease, SyncMode, SyncState
 from statesync._policy import PolicySet
 from statesync.adapters._inngest_model import (
+    INNGEST,
     RUNNING_STATES,
     ChunkSummary,
     EntitySummary,
@@ -41,10 +42,21 @@ from statesync.errors import (
     ConflictError,
     InvalidTransitionError,
     LeaseError,
+    StatesyncError,
     UnknownJobError,
 )
 from statesync.events import Emitter, Listener
 from statesync.store import StateStore
+
+with INNGEST.importing():
+    import inngest
+
+if TYPE_CHECKING:
+    from inngest import RetryAfterError as _RetryAfterError
+elif INNGEST.available:
+    _RetryAfterError = inngest.RetryAfterError
+else:  # nothing raises it without the SDK; it still exists for `except` clauses
+    _RetryAfterError = StatesyncError
 
 ConnectorFactory = Callable[[JobSpec], BaseConnector]
 
@@ -54,7 +66,7 @@ _CONFLICT_SHARE = 0.25
 mid-chunk, renewing every third of it."""
 
 
-class StepConflictError(inngest.RetryAfterError):
+class StepConflictError(_RetryAfterError):
     """Another delivery holds the entity's lease: this one fetched nothing, and retries.
 
     Inngest delivers a step again while the first delivery may still run (a lost
@@ -64,8 +76,9 @@ class StepConflictError(inngest.RetryAfterError):
 
 
 @frozen
-class Engine:
-    """What the steps need: the user's connectors, store, destination and policies."""
+class StepBodies:
+    """The steps' bodies, with what they need: the user's connectors, store,
+    destination and policies (the engine is :func:`statesync.perform_sync_chunk`)."""
 
     connectors: Mapping[str, ConnectorFactory]
     store: StateStore
