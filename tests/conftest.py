@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from redis_support import RedisServer, redis_answers
+
+from support.redis_server import RedisServer, redis_answers
 
 
 @pytest.fixture(scope="session")

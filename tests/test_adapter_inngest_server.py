@@ -18,16 +18,6 @@ from typing import Any
 
 import inngest
 import pytest
-from inngest_executor import Cel, ExecutorError, Run, serving
-from redis_support import RedisServer
-from test_adapter_inngest import (
-    SIZES,
-    assert_exact,
-    functions,
-    job_output,
-    rows,
-    stripe,
-)
 
 from statesync import ChunkPolicy, EntityRecord, JobSpec, PolicySet, RetryPolicy, SyncMode
 from statesync.adapters._inngest_model import literal, retry_after
@@ -46,6 +36,16 @@ from statesync.errors import ConfigurationError
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 from statesync.stores.memory import MemoryStateStore
 from statesync.stores.redis import RedisStateStore
+from support.inngest_app import (
+    SIZES,
+    assert_exact,
+    functions,
+    job_output,
+    rows,
+    stripe,
+)
+from support.inngest_executor import Cel, ExecutorError, Run, serving
+from support.redis_server import RedisServer
 
 
 @pytest.fixture

@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from test_cli import GRAPHQL_CONFIG
-from test_crash_resume import wait_for_requests
-
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
+from support.cli import GRAPHQL_CONFIG
+from support.crash import wait_for_requests
 
 STATESYNC = str(Path(sys.executable).with_name("statesync"))
 

@@ -9,9 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_cli import env, run_cmd, status
 
 from statesync.sandbox import Sandbox, SandboxConfig
+from support.cli import env, run_cmd, status
 
 LEADS = 230
 

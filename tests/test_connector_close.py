@@ -8,7 +8,6 @@ from datetime import datetime
 
 import httpx
 import pytest
-from connector_contract import ConnectorContract, MakeSource, Source, assert_exact, collect
 
 from statesync import ChunkPolicy, FetchState, PageRequest, SyncMode, SyncState
 from statesync.adapters.local import LocalRunner
@@ -31,6 +30,7 @@ from statesync.sandbox import (
     SandboxConfig,
 )
 from statesync.stores.memory import MemoryStateStore
+from support.connector_contract import ConnectorContract, MakeSource, Source, assert_exact, collect
 
 KEY = SandboxConfig().api_key
 LEADS = "/api/v1/lead/"

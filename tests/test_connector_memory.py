@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from connector_contract import ConnectorContract, MakeSource, Source
 
 from statesync.connectors.memory import MemoryConnector
+from support.connector_contract import ConnectorContract, MakeSource, Source
 
 
 @pytest.fixture

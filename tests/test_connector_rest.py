@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 
 import pytest
-from rest_styles import STYLES, TOTALS, rest_options
 
 from statesync import FetchState, PageRequest, SyncMode
 from statesync.connectors._rest_config import rest_from_mapping
 from statesync.connectors.rest import RESTConnector
 from statesync.sandbox import FaultRule, MutationRule, Sandbox, SandboxConfig
 from statesync.testing import Case, ConnectorContract, Source, SourceFactory, collect
+from support.rest_styles import STYLES, TOTALS, rest_options
 
 ENTITY = "rest.issues"
 

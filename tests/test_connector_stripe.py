@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from connector_contract import ConnectorContract, MakeSource, Source
 
 from statesync import FetchState, PageRequest, SyncMode
 from statesync.connectors.stripe import StripeConnector
 from statesync.errors import AuthError, BadRequestError, MalformedResponseError, RateLimitedError
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
+from support.connector_contract import ConnectorContract, MakeSource, Source
 
 
 @pytest.fixture

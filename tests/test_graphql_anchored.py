@@ -6,13 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from test_throughput_engine import LoggingDestination
-from test_throughput_sandbox import no_repeats, runner
 
 from statesync.connectors._anchored import Anchor, Ordering, absorb, ask
 from statesync.connectors.graphql import GraphQLConnector, GraphQLEntity
 from statesync.errors import ConfigurationError, NoProgressError
 from statesync.sandbox import MutationRule, Sandbox, SandboxConfig
+from support.throughput import LoggingDestination, no_repeats, runner
 
 ARTICLES = "graphql.articles"
 KEY = SandboxConfig().api_key

@@ -8,8 +8,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from inngest_executor import serving
-from test_adapter_inngest import functions
 
 from statesync import JobSpec, installed_connectors, job_factory, open_connector, resolve_connector
 from statesync.destinations.sqlite import SQLiteDestination
@@ -17,6 +15,8 @@ from statesync.errors import ConfigurationError
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 from statesync.stores.memory import MemoryStateStore
 from statesync.testing import Case, ConnectorContract, Source, SourceFactory
+from support.inngest_app import functions
+from support.inngest_executor import serving
 
 ENTITY = "rest.widgets"
 

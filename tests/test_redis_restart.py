@@ -11,9 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from test_crash_resume import live_ids, wait_for_requests
-
 from statesync.sandbox import Sandbox, SandboxConfig
+from support.crash import live_ids, wait_for_requests
 
 STATESYNC = str(Path(sys.executable).with_name("statesync"))
 

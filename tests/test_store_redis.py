@@ -15,13 +15,13 @@ import attrs
 import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
-from test_store_contract import make_job, make_records, new_job, transition
 
 import statesync.stores._redis_keys as keys_module
 import statesync.stores.redis as redis_module
 from statesync.errors import MissingExtraError, StoreError
 from statesync.stores._redis_keys import Keys
 from statesync.stores.redis import RedisStateStore
+from support.stores import make_job, make_records, new_job, transition
 
 RedisServer = Any  # the conftest fixture's server class; only its url/port/stop are used
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import attrs
 import pytest
-from test_store_contract import new_job, transition
 
 from statesync.errors import ConflictError, StoreError
 from statesync.stores.sqlite import SQLiteStateStore
+from support.stores import new_job, transition
 
 
 async def test_survives_close_and_reopen(tmp_path: Path) -> None:

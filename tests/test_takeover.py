@@ -15,14 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_crash_resume import (  # noqa: F401 - sandbox is a fixture
-    SIZES,
-    STATESYNC,
-    assert_exact,
-    cli,
-    sandbox,
-    wait_for_requests,
-)
 
 from statesync._lease import LeaseKeeper, take_lease
 from statesync._models import Lease
@@ -30,6 +22,14 @@ from statesync.errors import LeaseError, StoreError
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 from statesync.stores.memory import MemoryStateStore
 from statesync.stores.sqlite import SQLiteStateStore
+from support.crash import (  # noqa: F401 - sandbox is a fixture
+    SIZES,
+    STATESYNC,
+    assert_exact,
+    cli,
+    sandbox,
+    wait_for_requests,
+)
 
 
 def store_and_dest(tmp: Path) -> list[str]:
@@ -48,7 +48,7 @@ def leases_held(db: Path) -> list[tuple[str, str]]:
 # A TTL far beyond the resume's own wait: only a takeover lets the resume finish.
 @pytest.mark.parametrize("ttl", [None, "3600"])
 def test_resume_with_defaults_takes_over_from_a_killed_run(
-    sandbox: Sandbox,  # noqa: F811
+    sandbox: Sandbox,
     tmp_path: Path,
     ttl: str | None,
 ) -> None:
@@ -117,7 +117,7 @@ def test_a_live_holder_is_waited_for_with_a_countdown(tmp_path: Path) -> None:
 
 
 def test_an_auth_failure_among_running_siblings_leaves_no_lease(
-    sandbox: Sandbox,  # noqa: F811
+    sandbox: Sandbox,
     tmp_path: Path,
 ) -> None:
     sandbox.faults.add_rule(FaultRule(path_prefix="/v1/invoices", nth=1, times=99, status=401))
@@ -188,9 +188,8 @@ async def test_a_release_cancelled_midway_still_releases() -> None:
 
 
 async def test_a_fatal_error_cancels_siblings_mid_release_and_no_lease_stays() -> None:
-    from test_engine import BrokenFor, rows, runner
-
     from statesync.connectors.memory import MemoryConnector
+    from support.engine import BrokenFor, rows, runner
 
     class FailsOnceBReleases(BrokenFor):
         def __init__(self, store: SlowRelease) -> None:

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_crash_resume import live_ids
 
 from statesync.sandbox import Sandbox, SandboxConfig
+from support.crash import live_ids
 
 SIZES = {"customers": 130, "invoices": 75, "close.lead": 130, "close.contact": 75}
 ENTITIES = {"stripe": ("customers", "invoices"), "close": ("lead", "contact")}

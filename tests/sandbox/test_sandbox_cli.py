@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import httpx
-from sandbox_testlib import AUTH
+
+from support.sandbox_lib import AUTH
 
 ROOT = Path(__file__).resolve().parents[2]
 
