@@ -39,6 +39,9 @@ from support.inngest_app import (
 )
 from support.inngest_executor import Executor, serving
 
+# Slow: whole syncs served over HTTP (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:

@@ -47,6 +47,9 @@ from support.inngest_app import (
 from support.inngest_executor import Cel, ExecutorError, Run, serving
 from support.redis_server import RedisServer
 
+# Slow: whole syncs served over HTTP (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
@@ -361,6 +364,7 @@ def test_the_failure_handler_is_its_own_function_with_retries() -> None:
     main = config.main
     assert main.steps["step"].retries is not None and main.steps["step"].retries.attempts == 4
     (trigger,) = main.triggers
+    assert isinstance(trigger, inngest.TriggerEvent)
     assert trigger.event == "inngest/function.failed"
     assert Cel().true(
         trigger.expression, {"event": {"data": {"function_id": "failure-cfg-statesync-entity"}}}

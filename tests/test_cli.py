@@ -21,6 +21,9 @@ from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 from support.cli import GRAPHQL_CONFIG, args, env, run_cmd, status
 from support.crash import wait_for_requests
 
+# Slow: drives the CLI in subprocesses (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
+
 STATESYNC = str(Path(sys.executable).with_name("statesync"))
 SIZES = {"customers": 60, "invoices": 30}
 

@@ -21,6 +21,9 @@ from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 from support.crash import wait_for_requests
 from support.postgres import pg_schema, postgres_dsn  # noqa: F401 - fixtures
 
+# Slow: drives the CLI in subprocesses (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
+
 STATESYNC = str(Path(sys.executable).with_name("statesync"))
 ENV = {**os.environ, "STATESYNC_API_KEY": "sk_test_contract", "COLUMNS": "150"}
 

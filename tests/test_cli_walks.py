@@ -13,6 +13,9 @@ import pytest
 from statesync.sandbox import Sandbox, SandboxConfig
 from support.cli import env, run_cmd, status
 
+# Slow: drives the CLI in subprocesses (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
+
 LEADS = 230
 
 

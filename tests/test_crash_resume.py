@@ -27,6 +27,9 @@ from support.crash import (
     wait_for_requests,
 )
 
+# Slow: subprocess crashes and resumes (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
+
 CASES = [
     "before_fetch:1",
     "before_fetch:7",

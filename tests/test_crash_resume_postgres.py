@@ -19,6 +19,9 @@ from statesync.sandbox import Sandbox
 from support.crash import SIZES, assert_exact_pg, cli, query_pg, sandbox  # noqa: F401 - sandbox is a fixture
 from support.postgres import pg_schema, postgres_dsn  # noqa: F401 - fixtures
 
+# Slow: subprocess crashes and resumes (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
+
 # A subset of test_crash_resume.CASES: every point, and both sides of the swap.
 CASES = [
     "before_fetch:7",

@@ -120,7 +120,8 @@ async def test_the_api_key_reaches_no_log_store_row_or_error(
     client = store._client  # the store's own connection, to read back what it wrote
     async for key in client.scan_iter(match=f"{key_prefix}*"):
         seen.append(str(key))
-        kind = (await client.type(key)).decode()
+        typed = await client.type(key)
+        kind = typed.decode() if isinstance(typed, bytes) else typed
         if kind == "hash":
             seen.append(str(await client.hgetall(key)))
         elif kind == "list":

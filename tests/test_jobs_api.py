@@ -28,6 +28,7 @@ from statesync import (
 )
 from statesync.adapters.local import LocalRunner
 from statesync.connectors.memory import MemoryConnector
+from statesync.destination import Destination
 from statesync.destinations.memory import MemoryDestination
 from statesync.errors import JobBusyError, TransientError, UnknownEntityError, UnknownJobError
 from support.postgres import pg_schema, postgres_dsn  # noqa: F401 - fixtures
@@ -62,9 +63,7 @@ async def until(handle: JobHandle, check: Callable[[JobStatus], bool]) -> None:
     raise AssertionError("the job never got there")
 
 
-def runner(
-    conn: MemoryConnector, st: StateStore, dest: MemoryDestination, **kw: Any
-) -> LocalRunner:
+def runner(conn: MemoryConnector, st: StateStore, dest: Destination, **kw: Any) -> LocalRunner:
     return LocalRunner(
         connector=conn,
         store=st,
@@ -136,7 +135,7 @@ async def test_one_job_id_three_instances_each_exact_and_readable(
     conn = MemoryConnector(data)
     r = runner(conn, store, dest)
     first = await r.sync(["a"], job_id="nightly")
-    conn.data["a"] = rows(45, "two")
+    conn.data["a"] = [*rows(45, "two")]
     second = await r.sync(["a"], job_id="nightly")
     conn.data["a"] = [*rows(45, "two")[:40], *rows(60, "three", month=2)[40:]]
     third = await r.sync(["a"], job_id="nightly", mode=SyncMode.INCREMENTAL)

@@ -25,6 +25,9 @@ from statesync.stores.memory import MemoryStateStore
 from statesync.stores.sqlite import BUSY_TIMEOUT, SQLiteStateStore
 from support.stores import new_job
 
+# Slow: subprocess crashes and resumes (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
+
 # Takes the write lock and freezes, as a stopped or hung worker would.
 FROZEN = """
 import sqlite3, sys, time

@@ -36,6 +36,9 @@ from support.crash import SIZES, STATESYNC, assert_exact_pg, cli
 from support.engine import rows, runner
 from support.postgres import pg_schema, postgres_dsn  # noqa: F401 - fixtures
 
+# Slow: subprocess crashes and resumes (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
+
 JOB = "rolled"
 SHORT_LEASES = ChunkPolicy(max_iterations=3, page_size=10, lease_ttl=0.5)
 
@@ -266,7 +269,7 @@ def _wait_mid_sync(store: str, proc: subprocess.Popen[str]) -> None:
     pytest.fail(f"never saw the job mid-sync: {proc.poll()}")
 
 
-STORES = {"sqlite": SqliteStore, "redis": RedisStore}
+STORES: dict[str, type[SqliteStore | RedisStore]] = {"sqlite": SqliteStore, "redis": RedisStore}
 
 
 @pytest.mark.parametrize("dest_kind", ["sqlite", "postgres"])

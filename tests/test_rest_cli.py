@@ -20,6 +20,9 @@ from statesync.testing._crash import STATESYNC
 from support.crash import wait_for_requests
 from support.rest_styles import rest_options
 
+# Slow: drives the CLI in subprocesses (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("rest_*.toml"))
 SIZE = 140

@@ -23,6 +23,9 @@ from statesync.sandbox import (
 from statesync.stores.memory import MemoryStateStore
 from support.throughput import RETRY, LoggingDestination, StopAfter, no_repeats, runner
 
+# Slow: whole syncs served over HTTP (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
+
 KEY = SandboxConfig().api_key
 
 

@@ -18,6 +18,9 @@ from statesync.sandbox import MutationRule, Sandbox, SandboxConfig
 from statesync.stores.memory import MemoryStateStore
 from support.throughput import LoggingDestination, StopAfter, no_repeats, runner
 
+# Slow: whole syncs served over HTTP (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
+
 SIZE = 95
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import inngest
 
-from statesync import ChunkPolicy, JobSpec, PolicySet, RetryPolicy
+from statesync import ChunkPolicy, ConnectorPlugin, JobSpec, PolicySet, RetryPolicy
+from statesync.adapters._inngest_steps import ConnectorFactory
 from statesync.adapters.inngest import (
     sync_functions,
 )
@@ -27,7 +28,7 @@ ONE_PAGE_CHUNKS = PolicySet(retry=RETRY, chunk=ChunkPolicy(max_iterations=1, pag
 
 
 def functions(
-    connectors: Mapping[str, Callable[[JobSpec], BaseConnector]],
+    connectors: Mapping[str, ConnectorFactory | ConnectorPlugin],
     store: StateStore,
     destination: Destination,
     **kw: Any,
