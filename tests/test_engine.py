@@ -26,6 +26,7 @@ from statesync.errors import (
     TransientError,
 )
 from statesync.stores.memory import MemoryStateStore
+from support.clock import ManualTime
 from support.engine import BrokenFor, rows, runner
 
 
@@ -297,8 +298,11 @@ async def test_lease_renewal_rides_out_store_hiccups() -> None:
     store = FlakyRenewals()
     lease = await store.acquire_lease("j", "a", "me", 3.0)
     assert lease is not None
-    keeper = LeaseKeeper(store, lease, 3.0)  # renews every second
-    await asyncio.sleep(2.6)  # first renewal fails twice (0.5 s apart), then succeeds
-    assert store.failures == 0 and store.renewed >= 1
+    clock = ManualTime()
+    keeper = LeaseKeeper(store, lease, 3.0, clock=clock.clock, sleep=clock.sleep)
+    # A renewal every second; it fails twice, retried 0.5 s apart, then succeeds and the
+    # heartbeat goes back to its one-second beat.
+    assert [await clock.tick() for _ in range(4)] == [1.0, 0.5, 0.5, 1.0]
+    assert store.failures == 0 and store.renewed == 1
     assert keeper.current().expires_at > lease.expires_at
     await keeper.release()

@@ -10,7 +10,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from statesync.errors import LeaseError, StoreError
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 from statesync.stores.memory import MemoryStateStore
 from statesync.stores.sqlite import SQLiteStateStore
+from support.clock import ManualTime
 from support.crash import (  # noqa: F401 - sandbox is a fixture
     SIZES,
     STATESYNC,
@@ -30,6 +30,9 @@ from support.crash import (  # noqa: F401 - sandbox is a fixture
     sandbox,
     wait_for_requests,
 )
+
+# Slow: subprocess crashes and resumes (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
 
 
 def store_and_dest(tmp: Path) -> list[str]:
@@ -214,29 +217,6 @@ async def test_a_fatal_error_cancels_siblings_mid_release_and_no_lease_stays() -
 
 
 # -- the heartbeat, driven by an injected clock and sleep (no wall-time waits) -----------
-
-
-class ManualTime:
-    """A clock and a sleep the test advances: each sleep waits until the test ticks."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-        self.requests: asyncio.Queue[tuple[float, asyncio.Event]] = asyncio.Queue()
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        wake = asyncio.Event()
-        await self.requests.put((seconds, wake))
-        await wake.wait()
-
-    async def tick(self) -> float:
-        """Let the next sleep end (advancing the clock by it); return its length."""
-        seconds, wake = await asyncio.wait_for(self.requests.get(), 5)
-        self.now += seconds
-        wake.set()
-        return seconds
 
 
 class Renewals(MemoryStateStore):
