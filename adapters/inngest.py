@@ -49,7 +49,7 @@ import inngest
 
 from statesync._budget import BudgetRegistry
 from statesync._models import SyncState
-from statesync._plugins import ConnectorPlugin, job_factory
+from statesync._plugins import ConnectorPlugin, JobConnectorFactory, job_factory
 from statesync._policy import PolicySet
 from statesync.adapters._inngest_model import (
     FINAL_STATES,
@@ -120,6 +120,16 @@ T = TypeVar("T")
 _Json = dict[str, Any]
 
 
+def _per_job(
+    name: str, factory: ConnectorPlugin | JobConnectorFactory | str
+) -> JobConnectorFactory:
+    """``job_factory(factory)``, with a refusal that names the setting it came from."""
+    try:
+        return job_factory(factory)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"connectors[{name!r}]: {exc}") from exc
+
+
 def sync_functions(
     client: inngest.Inngest,
     *,
@@ -150,7 +160,7 @@ def sync_functions(
     setting raises :class:`~statesync.errors.ConfigurationError` naming it.
     """
     policies = policies or PolicySet()
-    per_job = {name: job_factory(factory) for name, factory in connectors.items()}
+    per_job = {name: _per_job(name, factory) for name, factory in connectors.items()}
     _check_settings(
         connectors=per_job,
         policies=policies,

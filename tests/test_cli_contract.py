@@ -68,7 +68,7 @@ BAD_RUN = [
     ("entity twice", ["--entity", "invoices", "--entity", "invoices"], "--entity"),
     ("job id with #", ["--job-id", "nightly#2"], "--job-id"),
     ("bad namespace", ["--namespace", "my-shop"], "--namespace"),
-    ("unknown connector", ["--connector", "nosuch"], "--connector"),
+    ("unknown connector", ["--connector", "nosuch"], "connector 'nosuch'"),
     ("unknown mode", ["--mode", "sometimes"], "--mode"),
     ("missing policy file", ["--policies", "/nonexistent/p.toml"], "--policies"),
 ]

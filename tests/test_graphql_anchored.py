@@ -58,6 +58,8 @@ async def sync(sandbox: Sandbox, concurrency: int, **entity: object) -> tuple[bo
     conn, dest = connect(sandbox, **entity), LoggingDestination()
     result = await runner(conn, dest, concurrency=concurrency, page_size=10).sync(["articles"])
     await conn.aclose()
+    if not result.ok:  # say why, so a failure on a loaded machine can be read
+        print(result.entities)
     return result.ok, dest.written.get("articles", [])
 
 

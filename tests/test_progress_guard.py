@@ -74,7 +74,7 @@ async def run(conn: BaseConnector, **policy: int) -> tuple[SyncState, str, str]:
     return rec.state, rec.last_error.kind, rec.last_error.message
 
 
-@pytest.mark.parametrize(("how", "calls"), [("cursor", 2), ("offset", 2), ("cycle", 3)])
+@pytest.mark.parametrize(("how", "calls"), [("cursor", 2), ("offset", 2), ("cycle", 5)])
 async def test_a_walk_that_does_not_move_fails_typed_within_a_few_requests(
     how: str, calls: int
 ) -> None:
