@@ -37,6 +37,9 @@ from support.postgres import (  # noqa: F401 - fixtures
     postgres_server,
 )
 
+# Slow: a PostgreSQL server per module and its schemas (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
+
 
 class TestPostgresDestination(DestinationContract):
     @pytest.fixture

@@ -20,6 +20,9 @@ from statesync.sandbox import MutationRule, Sandbox, SandboxConfig
 from statesync.stores.memory import MemoryStateStore
 from support.throughput import LoggingDestination, StopAfter, runner
 
+# Slow: concurrent windowed syncs over HTTP (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
+
 KEY = SandboxConfig().api_key
 TICKETS = "graphql.tickets"
 RETRY = RetryPolicy(attempts=8, initial_delay=0.01, jitter=0)

@@ -105,6 +105,7 @@ def live(db: Path) -> list[str]:
         return [r[0] for r in conn.execute('SELECT id FROM "widgets"')]
 
 
+@pytest.mark.slow
 async def test_inngest_takes_the_plugin_factory_as_is(
     sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -124,6 +125,7 @@ async def test_inngest_takes_the_plugin_factory_as_is(
     assert sorted(live(db)) == sorted(r["id"] for r in sandbox.snapshot(ENTITY))
 
 
+@pytest.mark.slow
 async def test_inngest_with_options_for_the_plugin(sandbox: Sandbox, tmp_path: Path) -> None:
     from statesync.adapters.inngest import job_requested
 

@@ -120,6 +120,7 @@ def client_for(app: FastAPI) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc")
 
 
+@pytest.mark.slow
 async def test_a_service_starts_stops_cancels_polls_restarts_and_resumes(
     sandbox: Sandbox,
     redis_url: str,

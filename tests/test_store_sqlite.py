@@ -86,6 +86,7 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3])))
 """
 
 
+@pytest.mark.slow
 async def test_two_processes_never_lose_an_update(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     store = SQLiteStateStore(path)

@@ -147,6 +147,7 @@ def test_configured_faults_survive_a_reset() -> None:
     assert statuses == [200, 429]
 
 
+@pytest.mark.slow
 def test_statesync_sandbox_help_documents_the_flags_and_refuses_bad_ones() -> None:
     shown = subprocess.run([STATESYNC, "sandbox", "--help"], capture_output=True, text=True)
     for flag in ("--faults", "--config", "--rate-limit", "--rate-limit-style", "--latency"):
