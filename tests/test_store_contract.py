@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta, timezone
 
 import attrs
@@ -21,6 +22,7 @@ from statesync.store import StateStore
 from support.stores import (
     HISTORY_LIMIT,
     T0,
+    eventually,
     make_records,
     new_job,
     store,  # noqa: F401 - fixtures
@@ -139,9 +141,11 @@ async def test_expired_lease_passes_to_another_owner(store: StateStore) -> None:
     record = await store.get_entity("job-1", "customers")
     lease_a = await store.acquire_lease("job-1", "customers", "worker-a", ttl=0.2)
     assert lease_a is not None
-    await asyncio.sleep(0.4)
-    lease_b = await store.acquire_lease("job-1", "customers", "worker-b", ttl=30)
-    assert lease_b is not None and lease_b.token > lease_a.token
+    lease_b = await eventually(
+        lambda: store.acquire_lease("job-1", "customers", "worker-b", ttl=30),
+        "the expired lease passed to another owner",
+    )
+    assert lease_b.token > lease_a.token
     with pytest.raises(LeaseError):
         await store.save(attrs.evolve(record, version=2), lease=lease_a)
     with pytest.raises(LeaseError):
@@ -250,8 +254,9 @@ async def test_get_lease_without_holder_info_and_after_expiry(store: StateStore)
     assert lease is not None
     seen = await store.get_lease("job-1", "invoices")
     assert seen is not None and (seen.host, seen.pid) == (None, None)
-    await asyncio.sleep(0.4)
-    assert await store.get_lease("job-1", "invoices") is None
+    await eventually(
+        lambda: _gone(store.get_lease("job-1", "invoices")), "the expired lease disappeared"
+    )
 
 
 async def test_a_dead_holders_lease_is_broken_by_its_token(store: StateStore) -> None:
@@ -287,3 +292,8 @@ async def test_min_token_lifts_a_fence_counter_left_behind(store: StateStore) ->
     assert after is not None and after.token == 11  # never backwards
     fresh = await store.acquire_lease("job-1", "invoices", "a", ttl=30, min_token=5)
     assert fresh is not None and fresh.token == 5
+
+
+async def _gone(lookup: Awaitable[object | None]) -> bool | None:
+    """True once ``lookup`` finds nothing (what :func:`eventually` waits for)."""
+    return True if await lookup is None else None

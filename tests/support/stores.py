@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -68,3 +71,18 @@ def transition(i: int, source: SyncState = SyncState.PENDING) -> TransitionRecor
 
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], what: str, *, within: float = 10.0
+) -> T:
+    """``probe()``'s first answer other than None, polled for ``within`` seconds: for waits
+    on time kept by a server (a TTL), which a test cannot inject a clock into."""
+    deadline = time.monotonic() + within
+    while (found := await probe()) is None:
+        assert time.monotonic() < deadline, f"{what} within {within} s"
+        await asyncio.sleep(0.02)
+    return found
