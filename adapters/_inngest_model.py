@@ -179,7 +179,7 @@ class ChunkSummary:
     error: ErrorInfo | None = None
 
     @property
-    def finished(self) -> bool:
+    def is_terminal(self) -> bool:
         return self.state not in RUNNING_STATES
 
     @staticmethod
@@ -203,7 +203,7 @@ class ChunkSummary:
         The SDK replays every memo of a run on each request, at a cost that grows with
         the memos' number and size; a mid-run chunk needs only what :meth:`peek` reads.
         """
-        if self.finished:
+        if self.is_terminal:
             return dump(self)
         return {"next_chunk": self.next_chunk, "state": self.state.value}
 

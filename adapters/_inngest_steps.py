@@ -64,8 +64,9 @@ class StepConflictError(inngest.RetryAfterError):
 
 
 @frozen
-class Engine:
-    """What the steps need: the user's connectors, store, destination and policies."""
+class StepBodies:
+    """The steps' bodies, with what they need: the user's connectors, store,
+    destination and policies (the engine is :func:`statesync.perform_sync_chunk`)."""
 
     connectors: Mapping[str, ConnectorFactory]
     store: StateStore

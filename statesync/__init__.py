@@ -6,14 +6,7 @@ instances: :class:`StateStore`, :class:`Destination`, :class:`BaseConnector`,
 :class:`Listener`.
 """
 
-from statesync._budget import (
-    BudgetRegistry,
-    MemoryRateBudget,
-    RateBudget,
-    RateSettings,
-    RedisBudgets,
-    RedisRateBudget,
-)
+from statesync._budget import BudgetRegistry, MemoryRateBudget, RateBudget, RateSettings
 from statesync._cancel import CancelResult, cancel_job
 from statesync._chunk import ChunkOutcome, apply_trigger, perform_sync_chunk
 from statesync._gc import collect_orphan_staging, find_orphan_staging
@@ -60,6 +53,7 @@ from statesync.connector import BaseConnector, Partitioning
 from statesync.destination import Destination, StagedTable, StagingCheck
 from statesync.events import Emitter, Event, Listener
 from statesync.store import StateStore
+from statesync.stores._redis_budget import RedisBudgets, RedisRateBudget
 
 __version__ = "0.1.0"
 

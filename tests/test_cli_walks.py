@@ -28,7 +28,7 @@ def lead_requests(sandbox: Sandbox) -> int:
     return sum(1 for e in sandbox.log() if e.path.startswith("/api/v1/lead"))
 
 
-@pytest.mark.parametrize("extra", [(), ("--concurrency-pages", "3")])
+@pytest.mark.parametrize("extra", [(), ("--pages-in-flight", "3")])
 def test_a_skip_cap_nobody_told_the_client_still_stores_every_lead(
     tmp_path: Path, extra: tuple[str, ...]
 ) -> None:

@@ -24,7 +24,6 @@ from statesync.errors import (
     LeaseError,
     MissingExtraError,
     UnknownJobError,
-    translate,
 )
 from statesync.stores._redis_keys import Keys
 
@@ -33,6 +32,8 @@ try:
     from redis.exceptions import RedisError
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingExtraError("RedisStateStore", "redis", "redis") from exc
+
+from statesync.stores._redis_errors import map_redis_error
 
 T = TypeVar("T")
 
@@ -177,7 +178,7 @@ class RedisStateStore:
         try:
             return await pending
         except RedisError as exc:
-            raise translate(exc) from exc
+            raise map_redis_error(exc) from exc
 
     async def create_job(self, job: JobSpec, records: Sequence[EntityRecord]) -> None:
         names = [rec.entity for rec in records]
