@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from statesync._open import open_destination
+from statesync._cli._open import open_destination
 from statesync.destination import Destination
 from statesync.destinations._names import job_key, staging_table
 from statesync.destinations.postgres import PostgresDestination
@@ -36,12 +36,6 @@ from support.postgres import (  # noqa: F401 - fixtures
     postgres_dsn,
     postgres_server,
 )
-
-from statesync._cli._open import open_destination
-from statesync.destination import Destination
-from statesync.destinations._names import job_key, staging_table
-from statesync.destinations.postgres import PostgresDestination
-from statesync.errors import ConfigurationError, DestinationError, MissingExtraError
 
 # Slow: a PostgreSQL server per module and its schemas (outside the fast subset, -m 'not slow').
 pytestmark = pytest.mark.slow
