@@ -25,6 +25,9 @@ import pytest
 
 from statesync.sandbox import SandboxConfig
 
+# Slow: whole syncs served over HTTP (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
+
 STATESYNC = str(Path(sys.executable).with_name("statesync"))
 KEY = SandboxConfig().api_key
 
@@ -79,7 +82,8 @@ def refused_share_after_the_first(log: list[dict[str, Any]], first: int) -> floa
     if len(refused) <= first:
         return 0.0
     later = log[refused[first] :]
-    return sum(e["fault"] == "rate_limit" for e in later) / len(later)
+    hits: int = sum(e["fault"] == "rate_limit" for e in later)
+    return hits / len(later)
 
 
 def assert_done(done: subprocess.CompletedProcess[str], tmp: Path, entities: Sequence[str]) -> None:
