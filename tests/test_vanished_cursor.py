@@ -112,7 +112,9 @@ async def test_deleted_cursor_right_after_a_resume(sandbox: Sandbox) -> None:
     assert result.ok, result
     assert (await store.get_entity(job, "customers")).state is SyncState.COMPLETE
     assert_survivors_once(sandbox, before, dest.written["customers"])
-    assert vanished(sandbox) == 1
+    # The resumed walk met the vanished cursor; the interrupted run's cancelled prefetch
+    # (same cursor) may also have reached the server after the delete, and been refused.
+    assert 1 <= vanished(sandbox) <= 2
 
 
 async def test_a_checkpoint_without_the_cursors_second_is_still_a_bad_request(
