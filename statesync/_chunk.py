@@ -105,11 +105,13 @@ class _Chunk:
     pages: int = 0
     records: int = 0
     retry_delay: float | None = None
-    mark: float = attrs.field(factory=time.monotonic)
+    clock: Callable[[], float] = time.monotonic
+    """Seconds of a monotonic clock: what driven time, pace and deadlines are measured by."""
+    mark: float = attrs.field(default=attrs.Factory(lambda self: self.clock(), takes_self=True))
 
     def _driven(self) -> float:
         """The entity's driven time, with this run's time since the last write added."""
-        now = time.monotonic()
+        now = self.clock()
         spent, self.mark = now - self.mark, now
         return self.rec.driven_seconds + spent
 
@@ -190,6 +192,7 @@ async def perform_sync_chunk(
     should_stop: Callable[[], bool] | None = None,
     emitter: Emitter | None = None,
     budget: RateBudget | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> ChunkOutcome:
     """Run one chunk of ``entity`` in ``job_id`` and return where it stands.
 
@@ -198,10 +201,13 @@ async def perform_sync_chunk(
     summary of the finished chunk is returned. ``should_stop`` is checked after each
     page's checkpoint, so an interrupted chunk resumes exactly after its last page.
     ``budget`` paces the requests (one budget per API account, shared by every entity
-    and window that calls it: see :class:`statesync.BudgetRegistry`).
+    and window that calls it: see :class:`statesync.BudgetRegistry`). ``clock`` (monotonic
+    seconds) times the chunk: its target duration and the measured pace that sizes the next.
     """
     policy = chunk_policy or ChunkPolicy()
-    run = _Chunk(await store.get_entity(job_id, entity), store, lease, emitter or Emitter())
+    run = _Chunk(
+        await store.get_entity(job_id, entity), store, lease, emitter or Emitter(), clock=clock
+    )
     rec = run.rec
     if expected_chunk is not None and rec.chunk_index > expected_chunk:
         return run.outcome(expected_chunk, already_done=True)
@@ -212,7 +218,7 @@ async def perform_sync_chunk(
     index = run.rec.chunk_index
     await _enter_fetching(run, connector)
     run.emitter.emit(ChunkStarted(job_id, entity, index))
-    started = time.monotonic()
+    started = clock()
     target = policy.target_duration if connector.supports_resumable_fetching() else None
     pipeline = Pipeline(
         run=run,
@@ -223,6 +229,7 @@ async def perform_sync_chunk(
         limit=_chunk_limit(run.rec, connector, policy),
         deadline=None if target is None else started + target,
         should_stop=should_stop,
+        clock=clock,
     )
     try:
         if await _fetch_pages(run, pipeline, connector):
@@ -235,7 +242,7 @@ async def perform_sync_chunk(
     out = run.outcome(index, retry_in=run.retry_delay, waiting=run.waiting)
     run.emitter.emit(
         ChunkFinished(
-            job_id, entity, index, run.pages, run.records, time.monotonic() - started, run.rec.state
+            job_id, entity, index, run.pages, run.records, clock() - started, run.rec.state
         )
     )
     return out
@@ -327,7 +334,7 @@ def _pace(run: _Chunk, started: float) -> float | None:
     before = run.rec.seconds_per_call
     if run.pages == 0:
         return before
-    measured = (time.monotonic() - started) / run.pages
+    measured = (run.clock() - started) / run.pages
     return measured if before is None else before + _PACE_WEIGHT * (measured - before)
 
 

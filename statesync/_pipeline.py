@@ -73,6 +73,7 @@ class Pipeline:
     limit: int
     deadline: float | None
     should_stop: Callable[[], bool] | None
+    clock: Callable[[], float] = time.monotonic
     in_flight: int = 0
     fetch_time: float | None = None
     """Moving average of a request's time, budget wait included."""
@@ -96,7 +97,7 @@ class Pipeline:
         if state.iterations_in_chunk + self.in_flight < self.policy.min_iterations:
             return True
         ahead = (self.fetch_time or 0.0) + (self.land_time or 0.0)
-        return time.monotonic() + ahead <= self.deadline
+        return self.clock() + ahead <= self.deadline
 
     def wanted(self) -> int:
         """Requests worth having in flight: enough to cover a request's time with pages
@@ -117,7 +118,7 @@ class Pipeline:
         return asyncio.ensure_future(self._fetch(request))
 
     async def _fetch(self, request: PageRequest) -> Page:
-        started = time.monotonic()
+        started = self.clock()
         budget = self.budget
         if budget is not None:
             await budget.acquire()
@@ -130,7 +131,7 @@ class Pipeline:
         if budget is not None:
             # Every success counts (a learned pace climbs on them), reported quota or not.
             await budget.observe(page.rate or _NO_REPORT)
-        self.fetch_time = _average(self.fetch_time, time.monotonic() - started)
+        self.fetch_time = _average(self.fetch_time, self.clock() - started)
         return page
 
     async def _fetch_page(self, request: PageRequest) -> Page:
@@ -164,7 +165,7 @@ class Pipeline:
 
     async def land(self, page: Page, after: FetchState) -> None:
         """Write ``page``, then (and only then) checkpoint ``after``."""
-        started = time.monotonic()
+        started = self.clock()
         run = self.run
         rec = run.rec
         mark = rec.cap_watermark(page.max_watermark())
@@ -186,7 +187,7 @@ class Pipeline:
         crash_point("after_checkpoint")
         run.pages += 1
         run.records += len(page.records)
-        self.land_time = _average(self.land_time, time.monotonic() - started)
+        self.land_time = _average(self.land_time, self.clock() - started)
         if run.emitter:
             r = run.rec
             run.emitter.emit(

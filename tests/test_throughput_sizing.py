@@ -81,3 +81,48 @@ async def test_the_measurement_survives_in_the_store() -> None:
     rec = await store.get_entity(job, "a")
     # Measured and kept for the next chunk's size (its value is the bench's business).
     assert rec.seconds_per_call is not None and rec.seconds_per_call > 0
+
+
+class Ticking(MemoryConnector):
+    """An API whose every answer takes ``latency`` seconds of a clock the test owns."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.now = 0.0
+        self.latency = 0.1
+
+    def clock(self) -> float:
+        return self.now
+
+    async def fetch_page(self, request: PageRequest) -> Any:
+        self.now += self.latency
+        return await super().fetch_page(request)
+
+
+async def test_chunks_follow_the_measured_latency_on_an_injected_clock() -> None:
+    conn = Ticking({"a": rows(100_000)})
+    store, dest = MemoryStateStore(), MemoryDestination()
+    job = await LocalRunner(connector=conn, store=store, destination=dest).create_job(["a"])
+    policy = ChunkPolicy(max_iterations=1_000, page_size=10, target_duration=2.0)
+    took: list[tuple[float, int]] = []
+    for n in range(8):
+        if n == 4:
+            conn.latency = 0.5  # the API slows down five-fold
+        started = conn.now
+        out = await perform_sync_chunk(
+            job_id=job,
+            entity="a",
+            connector=conn,
+            store=store,
+            destination=dest,
+            chunk_policy=policy,
+            clock=conn.clock,
+        )
+        took.append((conn.now - started, out.pages))
+    # Every chunk stays near its target, before and after the change: the deadline ends
+    # the first slow chunk, and the next is sized from the measured pace.
+    assert all(1.5 <= seconds <= 2.5 for seconds, _ in took), took
+    fast, slow = took[1:4], took[5:]
+    assert all(pages >= 19 for _, pages in fast) and all(pages <= 5 for _, pages in slow), took
+    rec = await store.get_entity(job, "a")
+    assert rec.seconds_per_call is not None and 0.4 <= rec.seconds_per_call <= 0.5
