@@ -84,6 +84,7 @@ def test_a_job_runs_through_its_chain_under_the_sdk_harness(
     queue = app.take("entity.sync")
     assert [e.data["entity"] for e in queue] == ["a", "b"]
     assert all(e.id == f"{e.data['instance']}/{e.data['entity']}/sync/0" for e in queue)
+    instance = queue[0].data["instance"]
     runs = 0
     while queue:
         result = app.trigger("entity", queue.pop(0))
@@ -98,10 +99,13 @@ def test_a_job_runs_through_its_chain_under_the_sdk_harness(
         ("a", "complete"),
         ("b", "complete"),
     ]
-    # The same request again: nothing left to start, and the summary is the store's.
-    again = app.trigger("job", request)
-    assert [e["state"] for e in again.output["entities"]] == ["complete", "complete"]
-    assert app.take("entity.sync") == []
+    # The same request after the job finished: its next instance, a chain of its own.
+    again = app.trigger("job", request, **waits)
+    assert again.output["job_id"] == "jm#2"
+    assert [e["state"] for e in again.output["entities"]] == ["pending", "pending"]
+    second = app.take("entity.sync")
+    assert [e.data["entity"] for e in second] == ["a", "b"]
+    assert instance not in {e.data["instance"] for e in second}
 
 
 def test_a_repeated_entity_event_fetches_nothing(loop: asyncio.AbstractEventLoop) -> None:
