@@ -151,7 +151,8 @@ def sync_functions(
     :data:`MAX_ENTITIES_PER_RUN`) keep every run within Inngest's 1,000 steps.
     ``namespaces`` routes each connector's new jobs to a namespace of ``destination``
     (a PostgreSQL schema, a table prefix in SQLite): a mapping by connector name, or one
-    name for all; ``""`` (and a connector not named) is the shared tables. A request's
+    name for all; a connector not named writes into its own name's namespace, so two
+    connectors never share a table; ``""`` is the shared tables of older releases. A request's
     ``params["namespace"]`` overrides it; a stored job keeps the namespace it was
     created with. A bad setting raises :class:`~statesync.errors.ConfigurationError`
     naming it.
@@ -246,18 +247,20 @@ def _check_settings(
 def _namespaces(
     connectors: Mapping[str, ConnectorFactory], given: Mapping[str, str] | str | None
 ) -> dict[str, str | None]:
-    """Each connector's namespace (``None``: the shared tables), every name checked."""
-    if given is None:
-        return dict.fromkeys(connectors)
+    """Each connector's namespace (``None``: the shared tables), every name checked.
+
+    A connector not named gets its own name (:func:`~statesync.default_namespace`).
+    """
     if isinstance(given, str):
         given = dict.fromkeys(connectors, given)
+    given = given or {}
     unknown = sorted(set(given) - set(connectors))
     if unknown:
         raise ConfigurationError(f"namespaces names unknown connectors: {', '.join(unknown)}")
     out: dict[str, str | None] = {}
     for name in connectors:
         try:
-            out[name] = effective_namespace(name, given.get(name, ""))
+            out[name] = effective_namespace(name, given.get(name))
         except ConfigurationError as exc:
             raise ConfigurationError(f"namespaces[{name!r}]: {exc}") from None
     return out

@@ -11,14 +11,26 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import inngest
 import pytest
 from inngest_executor import Executor, serving
+from namespace_support import table
 
-from statesync import ChunkPolicy, JobSpec, PolicySet, RetryPolicy, SyncState, job_status
+from statesync import (
+    ChunkPolicy,
+    EntityRecord,
+    JobSpec,
+    PolicySet,
+    RetryPolicy,
+    SyncMode,
+    SyncState,
+    job_status,
+)
+from statesync._namespace import job_namespace
 from statesync.adapters.inngest import job_instance, job_requested, sync_functions
 from statesync.connector import BaseConnector
 from statesync.connectors.stripe import StripeConnector
@@ -153,15 +165,38 @@ async def test_two_connectors_with_one_entity_name_write_two_exact_tables(
     db = tmp_path / "data.db"
     with Sandbox(SandboxConfig(sizes={"customers": 25}, seed=7)) as other:
         connectors = {"stripe": stripe_at(sandbox), "billing": stripe_at(other)}
-        make = app(connectors, app_store, db, namespaces={"stripe": "shop", "billing": "bill"})
+        make = app(connectors, app_store, db, namespaces={"stripe": "shop"})  # billing: default
         async with serving(make) as ex:
             await ex.send(job_requested("stripe", ["customers"], job_id="a"))
             await ex.send(job_requested("billing", ["customers"], job_id="b"))
             await ex.run_until_idle()
         assert_exact(sandbox, db, "shop__customers")
-        assert_exact(other, db, "bill__customers")
-    assert set(live_ids(db, "shop__customers")) != set(live_ids(db, "bill__customers"))
+        assert_exact(other, db, table("customers", "billing"))  # billing__customers
+    assert set(live_ids(db, "shop__customers")) != set(live_ids(db, "billing__customers"))
     assert (await own_store.get_job("a")).params["namespace"] == "shop"
+    assert (await own_store.get_job("b")).params["namespace"] == "billing"
+
+
+async def test_a_job_stored_without_a_namespace_keeps_the_shared_tables(
+    sandbox: Sandbox, tmp_path: Path, app_store: StateStore, own_store: StateStore
+) -> None:
+    """A job an older release created (no namespace param) resumes into the shared tables."""
+    db = tmp_path / "data.db"
+    now = datetime.now(UTC)
+    spec = JobSpec("old", "stripe", ("customers",), SyncMode.FULL, {}, now)
+    record = EntityRecord(
+        job_id="old", entity="customers", mode=SyncMode.FULL, created_at=now, updated_at=now
+    )
+    await own_store.create_job(spec, [record])
+    assert job_namespace(spec) is None
+    async with serving(app({"stripe": stripe_at(sandbox)}, app_store, db)) as ex:
+        await ex.send(job_requested("stripe", ["customers"], job_id="old"))
+        await ex.run_until_idle()
+    assert [j.output["job_id"] for j in ex.runs_of("-job")] == ["old"]  # resumed, not new
+    assert_exact(sandbox, db, "customers")
+    with sqlite3.connect(db) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert table("customers") not in names
 
 
 @pytest.mark.parametrize(

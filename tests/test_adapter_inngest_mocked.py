@@ -14,6 +14,7 @@ from typing import Any
 import inngest
 import pytest
 from inngest.experimental import mocked
+from namespace_support import table
 
 from statesync import ChunkPolicy, PolicySet, SyncState
 from statesync.adapters.inngest import StepConflictError, job_requested, sync_functions
@@ -93,7 +94,7 @@ def test_a_job_runs_through_its_chain_under_the_sdk_harness(
         queue += app.take("entity.continue")
     assert runs == 3 + 1  # a: 5 one-page chunks, 2 per run; b: one chunk
     assert app.connector.calls == 5 + 1
-    assert sorted(app.dest.rows("a")) == [r["id"] for r in rows(23)]
+    assert sorted(app.dest.rows(table("a", "memory"))) == [r["id"] for r in rows(23)]
     finished = app.take("entity.finished")
     assert sorted((e.data["entity"], e.data["state"]) for e in finished) == [
         ("a", "complete"),

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 import redis
+from namespace_support import table
 from postgres_support import pg_schema, postgres_dsn  # noqa: F401 - fixtures
 from test_crash_resume import wait_for_requests
 
@@ -222,4 +223,4 @@ def test_a_store_outage_mid_run_exits_3_with_a_hint_that_works(
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     with sqlite3.connect(tmp_path / "d.db") as db:
-        assert db.execute('SELECT count(*) FROM "customers"').fetchone()[0] == 30
+        assert db.execute(f'SELECT count(*) FROM "{table("customers")}"').fetchone()[0] == 30

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from namespace_support import table
 
 from statesync.sandbox import Sandbox, SandboxConfig
 
@@ -88,9 +89,10 @@ def job_args(store: str, dest: Path) -> list[str]:
     ]
 
 
-def live_ids(db: Path, entity: str) -> list[str]:
+def live_ids(db: Path, entity: str, connector: str = "stripe") -> list[str]:
+    """The ids in ``entity``'s live table, in the job's default namespace (``stripe__``)."""
     with sqlite3.connect(db) as conn:
-        return [r[0] for r in conn.execute(f'SELECT id FROM "{entity}"')]
+        return [r[0] for r in conn.execute(f'SELECT id FROM "{table(entity, connector)}"')]
 
 
 def assert_exact(sandbox: Sandbox, db: Path) -> None:

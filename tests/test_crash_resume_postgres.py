@@ -52,6 +52,10 @@ def job_args(store: str, dest: str) -> list[str]:
     ]
 
 
+SHARED = ("--namespace", "")
+"""`run`'s option for the shared tables, so the job writes into the test's ?schema=."""
+
+
 def _query(dsn: str, query: sql.SQL | sql.Composed, *params: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn) as conn:
         return conn.execute(query, params).fetchall()
@@ -80,7 +84,9 @@ def crash_then_resume(sandbox: Sandbox, store: str, dsn: str, schema: str, point
     args = job_args(store, f"{dsn}?schema={schema}")
     env = {"STATESYNC_API_KEY": sandbox.config.api_key, "STATESYNC_CRASH_AT": point}
     entities = [a for e in SIZES for a in ("--entity", e)]
-    first = cli("run", "--base-url", sandbox.url, *entities, "--job-id", JOB, *args, env=env)
+    first = cli(
+        "run", "--base-url", sandbox.url, *entities, "--job-id", JOB, *args, *SHARED, env=env
+    )
     assert first.returncode == -signal.SIGKILL, (
         f"crash point {point} was never reached: {first.stdout[-500:]} {first.stderr[-500:]}"
     )
@@ -116,6 +122,8 @@ def test_a_second_full_sync_replaces_the_first(
     args = job_args(store, f"{postgres_dsn}?schema={pg_schema}")
     env = {"STATESYNC_API_KEY": sandbox.config.api_key}
     entities = [a for e in SIZES for a in ("--entity", e)]
-    done = cli("run", "--base-url", sandbox.url, *entities, "--job-id", "first", *args, env=env)
+    done = cli(
+        "run", "--base-url", sandbox.url, *entities, "--job-id", "first", *args, *SHARED, env=env
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     crash_then_resume(sandbox, store, postgres_dsn, pg_schema, "in_finalize:1")

@@ -45,6 +45,7 @@ def runner(conn: MemoryConnector, **kw: Any) -> LocalRunner:
         destination=kw.pop("destination", MemoryDestination()),
         chunk_policy=kw.pop("chunk_policy", ChunkPolicy(max_iterations=3, page_size=10)),
         retry_policy=kw.pop("retry_policy", FAST),
+        namespace=kw.pop("namespace", ""),  # the shared tables: this test is not about namespaces
         **kw,
     )
 

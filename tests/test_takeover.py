@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from namespace_support import table
 from test_crash_resume import (  # noqa: F401 - sandbox is a fixture
     SIZES,
     STATESYNC,
@@ -111,7 +112,10 @@ def test_a_live_holder_is_waited_for_with_a_countdown(tmp_path: Path) -> None:
         assert f"pid {first.pid}" in countdown[0] and "giving up in" in countdown[0]
         assert "took the lease over" not in waited.stderr
         got = sorted(
-            r[0] for r in sqlite3.connect(tmp_path / "data.db").execute("SELECT id FROM customers")
+            r[0]
+            for r in sqlite3.connect(tmp_path / "data.db").execute(
+                f'SELECT id FROM "{table("customers")}"'
+            )
         )
         assert got == sorted(r["id"] for r in running.snapshot("customers"))
 
