@@ -228,7 +228,7 @@ def test_a_plugin_by_module_path_and_an_unknown_name(sandbox: Sandbox, tmp_path:
     text = text.replace('name = "widgets"', 'name = "statesync_widgets:gadgets"')
     config = _write(tmp_path, "m.toml", text)
     crash_then_resume(["--config", config], "g1", "after_checkpoint:2", env=env, cwd=tmp_path)
-    assert_exact(sandbox, tmp_path / "widgets.db", "widgets", "widgets")
+    assert_exact(sandbox, tmp_path / "widgets.db", "widgets", "gadgets")  # the built name
     assert "g1  gadgets  widgets" in statesync("status", cwd=tmp_path).stdout
     unknown = statesync("run", "--connector", "gizmos", "--entity", "x", env=env, cwd=tmp_path)
     assert unknown.returncode == 2
