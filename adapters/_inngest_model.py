@@ -15,12 +15,12 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import attrs
-import inngest
 from attrs import field, frozen
 from cattrs.errors import BaseValidationError
 
 from statesync._chunk import ChunkOutcome
 from statesync._converter import converter
+from statesync._extras import Extra
 from statesync._models import (
     JSON,
     EntityRecord,
@@ -30,6 +30,12 @@ from statesync._models import (
     SyncMode,
     SyncState,
 )
+
+INNGEST = Extra("the Inngest adapter", "inngest", "inngest")
+"""The ``inngest`` SDK; :func:`~statesync.adapters.inngest.sync_functions` requires it."""
+
+with INNGEST.importing():
+    import inngest
 
 T = TypeVar("T")
 
@@ -179,7 +185,7 @@ class ChunkSummary:
     error: ErrorInfo | None = None
 
     @property
-    def finished(self) -> bool:
+    def is_terminal(self) -> bool:
         return self.state not in RUNNING_STATES
 
     @staticmethod
@@ -203,7 +209,7 @@ class ChunkSummary:
         The SDK replays every memo of a run on each request, at a cost that grows with
         the memos' number and size; a mid-run chunk needs only what :meth:`peek` reads.
         """
-        if self.finished:
+        if self.is_terminal:
             return dump(self)
         return {"next_chunk": self.next_chunk, "state": self.state.value}
 

@@ -13,9 +13,9 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from functools import partial
+from typing import TYPE_CHECKING
 
 import attrs
-import inngest
 from attrs import field, frozen
 
 from statesync._budget import BudgetRegistry
@@ -33,6 +33,7 @@ from statesync._namespace import PARAM as NAMESPACE
 from statesync._namespace import job_namespace, namespaced
 from statesync._policy import PolicySet
 from statesync.adapters._inngest_model import (
+    INNGEST,
     RUNNING_STATES,
     ChunkSummary,
     EntitySummary,
@@ -52,9 +53,20 @@ from statesync.errors import (
     InvalidTransitionError,
     JobBusyError,
     LeaseError,
+    StatesyncError,
 )
 from statesync.events import Emitter, Listener
 from statesync.store import StateStore
+
+with INNGEST.importing():
+    import inngest
+
+if TYPE_CHECKING:
+    from inngest import RetryAfterError as _RetryAfterError
+elif INNGEST.available:
+    _RetryAfterError = inngest.RetryAfterError
+else:  # nothing raises it without the SDK; it still exists for `except` clauses
+    _RetryAfterError = StatesyncError
 
 ConnectorFactory = Callable[[JobSpec], BaseConnector]
 
@@ -64,7 +76,7 @@ _CONFLICT_SHARE = 0.25
 mid-chunk, renewing every third of it."""
 
 
-class StepConflictError(inngest.RetryAfterError):
+class StepConflictError(_RetryAfterError):
     """Another delivery holds the entity's lease: this one fetched nothing, and retries.
 
     Inngest delivers a step again while the first delivery may still run (a lost
@@ -74,8 +86,9 @@ class StepConflictError(inngest.RetryAfterError):
 
 
 @frozen
-class Engine:
-    """What the steps need: the user's connectors, store, destination and policies.
+class StepBodies:
+    """The steps' bodies, with what they need: the user's connectors, store,
+    destination and policies (the engine is :func:`statesync.perform_sync_chunk`).
 
     ``namespaces`` maps a connector name to the namespace its new jobs write into
     (``None``: the shared tables); a request's ``params["namespace"]`` overrides it.

@@ -45,15 +45,14 @@ from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
 
-import inngest
-
 from statesync._budget import BudgetRegistry
 from statesync._models import SyncState
 from statesync._namespace import effective_namespace
-from statesync._plugins import ConnectorPlugin, job_factory
+from statesync._plugins import ConnectorPlugin, JobConnectorFactory, job_factory
 from statesync._policy import PolicySet
 from statesync.adapters._inngest_model import (
     FINAL_STATES,
+    INNGEST,
     MAX_EVENT_BYTES,
     ChunkSummary,
     EntitySummary,
@@ -71,7 +70,7 @@ from statesync.adapters._inngest_model import (
 )
 from statesync.adapters._inngest_steps import (
     ConnectorFactory,
-    Engine,
+    StepBodies,
     StepConflictError,
     max_attempts,
 )
@@ -79,6 +78,9 @@ from statesync.destination import Destination
 from statesync.errors import ConfigurationError
 from statesync.events import Listener
 from statesync.store import StateStore
+
+with INNGEST.importing():
+    import inngest
 
 __all__ = [
     "ChunkSummary",
@@ -121,6 +123,16 @@ T = TypeVar("T")
 _Json = dict[str, Any]
 
 
+def _per_job(
+    name: str, factory: ConnectorPlugin | JobConnectorFactory | str
+) -> JobConnectorFactory:
+    """``job_factory(factory)``, with a refusal that names the setting it came from."""
+    try:
+        return job_factory(factory)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"connectors[{name!r}]: {exc}") from exc
+
+
 def sync_functions(
     client: inngest.Inngest,
     *,
@@ -157,8 +169,9 @@ def sync_functions(
     created with. A bad setting raises :class:`~statesync.errors.ConfigurationError`
     naming it.
     """
+    INNGEST.require()
     policies = policies or PolicySet()
-    per_job = {name: job_factory(factory) for name, factory in connectors.items()}
+    per_job = {name: _per_job(name, factory) for name, factory in connectors.items()}
     _check_settings(
         connectors=per_job,
         policies=policies,
@@ -168,7 +181,7 @@ def sync_functions(
         wait_timeout=wait_timeout,
         entities_per_run=entities_per_run,
     )
-    engine = Engine(
+    bodies = StepBodies(
         per_job,
         store,
         destination,
@@ -178,9 +191,9 @@ def sync_functions(
         _namespaces(per_job, namespaces),
     )
     names = EventNames(event_prefix)
-    entity = _entity_function(client, engine, names, chunks_per_run, account_concurrency)
-    job = _JobFunction(client, engine, names, wait_timeout, entities_per_run)
-    return [job.function(), entity, _failure_function(client, engine, names, entity)]
+    entity = _entity_function(client, bodies, names, chunks_per_run, account_concurrency)
+    job = _JobFunction(client, bodies, names, wait_timeout, entities_per_run)
+    return [job.function(), entity, _failure_function(client, bodies, names, entity)]
 
 
 def job_requested(
@@ -192,6 +205,7 @@ def job_requested(
     event_prefix: str = "statesync",
 ) -> inngest.Event:
     """The event that starts (or resumes) a job, for ``client.send``."""
+    INNGEST.require()
     request = JobRequest(connector, tuple(entities), job_id, retry_failed=retry_failed)
     data = {k: v for k, v in dump(request).items() if v is not None}
     name = EventNames(event_prefix).job_requested
@@ -333,12 +347,12 @@ class _JobFunction:
     def __init__(
         self,
         client: inngest.Inngest,
-        engine: Engine,
+        bodies: StepBodies,
         names: EventNames,
         wait_timeout: timedelta,
         per_run: int,
     ) -> None:
-        self.client, self.engine, self.names = client, engine, names
+        self.client, self.bodies, self.names = client, bodies, names
         self.wait_timeout, self.per_run = wait_timeout, per_run
 
     def function(self) -> inngest.Function[Any]:
@@ -362,7 +376,7 @@ class _JobFunction:
 
     async def job(self, ctx: inngest.Context, request: JobRequest) -> _Json:
         default_id = f"job-{ctx.event.id or ctx.run_id}"
-        body = partial(self.engine.plan_job, request, default_id, self.per_run)
+        body = partial(self.bodies.plan_job, request, default_id, self.per_run)
         plan = await _step(ctx, "plan-job", body, JobPlan)
         if plan.batches:
             if len(plan.batches) > MAX_ENTITIES_PER_RUN:
@@ -373,11 +387,11 @@ class _JobFunction:
             await ctx.group.parallel(self._batch_fan_out(ctx, plan, request.retry_failed))
         elif plan.tasks:
             await ctx.group.parallel(self._fan_out(ctx, plan))
-        summary = partial(self.engine.summarize, plan.job_id)
+        summary = partial(self.bodies.summarize, plan.job_id)
         return dump(await _step(ctx, "summarize", summary, JobSummary))
 
     async def batch(self, ctx: inngest.Context, batch: JobBatch) -> _Json:
-        plan = await _step(ctx, "plan-batch", partial(self.engine.plan_batch, batch), JobPlan)
+        plan = await _step(ctx, "plan-batch", partial(self.bodies.plan_batch, batch), JobPlan)
         if plan.tasks:
             await ctx.group.parallel(self._fan_out(ctx, plan))
         event_id = f"{batch.instance}/batch/{batch.batch}/finished"
@@ -408,7 +422,7 @@ class _JobFunction:
         return (*waits, partial(ctx.step.run, "fan-out", partial(self._send_tasks, ctx, plan)))
 
     async def _send_tasks(self, ctx: inngest.Context, plan: JobPlan) -> _Json:
-        running, final = await self.engine.split_final(plan.tasks)
+        running, final = await self.bodies.split_final(plan.tasks)
         events = [_event(self.names.entity_sync, t.event_id, dump(t)) for t in running]
         events += [
             _finished(self.names, t, state.value, f"{t.event_id}/announced/{ctx.run_id}")
@@ -441,7 +455,7 @@ class _JobFunction:
         events = []
         for b in batches:
             base = f"{b.instance}/batch/{b.batch}"
-            if await self.engine.batch_final(b):
+            if await self.bodies.batch_final(b):
                 events.append(self._batch_done(b.instance, b.batch, f"{base}/{ctx.run_id}"))
             else:
                 events.append(_event(self.names.job_batch, base, dump(b)))
@@ -471,7 +485,7 @@ class _JobFunction:
 
 def _entity_function(
     client: inngest.Inngest,
-    engine: Engine,
+    bodies: StepBodies,
     names: EventNames,
     chunks_per_run: int,
     account_concurrency: int | None,
@@ -495,13 +509,13 @@ def _entity_function(
     )
     async def run_entity(ctx: inngest.Context) -> _Json:
         task = load(ctx.event.data, EntityTask)
-        return await _drive(ctx, engine, names, task, chunks_per_run)
+        return await _drive(ctx, bodies, names, task, chunks_per_run)
 
     return run_entity
 
 
 def _failure_function(
-    client: inngest.Inngest, engine: Engine, names: EventNames, entity: inngest.Function[Any]
+    client: inngest.Inngest, bodies: StepBodies, names: EventNames, entity: inngest.Function[Any]
 ) -> inngest.Function[Any]:
     """The entity function's failure handler, as its own function so it can retry."""
 
@@ -521,7 +535,7 @@ def _failure_function(
         failed = ctx.event.data
         original = failed.get("event")
         task = load(original.get("data") if isinstance(original, Mapping) else None, EntityTask)
-        body = partial(engine.entity_state, task)
+        body = partial(bodies.entity_state, task)
         state = (await _step(ctx, "entity-state", body, EntitySummary)).state
         if state in (SyncState.PENDING, SyncState.FETCHING, SyncState.CHUNK_DONE):
             return {"announced": False, "state": state.value}
@@ -539,17 +553,21 @@ def _concurrency(limit: int | None) -> list[inngest.Concurrency] | None:
 
 
 async def _drive(
-    ctx: inngest.Context, engine: Engine, names: EventNames, task: EntityTask, budget: int
+    ctx: inngest.Context,
+    bodies: StepBodies,
+    names: EventNames,
+    task: EntityTask,
+    chunks_per_run: int,
 ) -> _Json:
-    """Up to ``budget`` chunk steps, then either the entity's end or a hand-over."""
+    """Up to ``chunks_per_run`` chunk steps, then either the entity's end or a hand-over."""
     entity = task.entity
-    raw = await _raw_step(ctx, f"sync-{entity}-locate", partial(engine.locate, task))
+    raw = await _raw_step(ctx, f"sync-{entity}-locate", partial(bodies.locate, task))
     chunk, finished = ChunkSummary.peek(raw)
-    for _ in range(budget):
+    for _ in range(chunks_per_run):
         if finished:
             break
         step_id = f"sync-{entity}-chunk-{chunk}"
-        raw = await ctx.step.run(step_id, partial(_chunk_step, ctx, engine, task, chunk, step_id))
+        raw = await ctx.step.run(step_id, partial(_chunk_step, ctx, bodies, task, chunk, step_id))
         chunk, finished = ChunkSummary.peek(raw)
     if finished:
         summary = load(raw, ChunkSummary)
@@ -562,11 +580,11 @@ async def _drive(
 
 
 async def _chunk_step(
-    ctx: inngest.Context, engine: Engine, task: EntityTask, chunk: int, step_id: str
+    ctx: inngest.Context, bodies: StepBodies, task: EntityTask, chunk: int, step_id: str
 ) -> _Json:
     # A fresh nonce per delivery: a second delivery of this very step is another owner.
     owner = f"inngest:{ctx.run_id}:{step_id}:{secrets.token_hex(4)}"
-    return (await engine.run_chunk(task, chunk, owner)).brief()
+    return (await bodies.run_chunk(task, chunk, owner)).brief()
 
 
 async def _announce(

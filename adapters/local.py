@@ -14,6 +14,7 @@ import os
 import signal
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -96,12 +97,20 @@ class LocalRunner:
         retry_policy: RetryPolicy | PolicyFor | None = None,
         policies: PolicySet | None = None,
         budgets: BudgetRegistry | None = None,
-        concurrency: int = 4,
+        parallel_entities: int = 4,
         listeners: Iterable[Listener] = (),
         owner: str | None = None,
         lease_wait: float | None = 0.0,
         namespace: str | None = None,
+        concurrency: int | None = None,
     ) -> None:
+        if concurrency is not None:
+            warnings.warn(
+                "LocalRunner(concurrency=...) is deprecated: use parallel_entities",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            parallel_entities = concurrency
         self.connector = connector
         self.store = store
         self.destination = destination
@@ -115,7 +124,7 @@ class LocalRunner:
         # One budget per API account, shared by all this runner's entities; pass one
         # registry to several runners (or RedisBudgets across processes) to share more.
         self.budgets = budgets or BudgetRegistry()
-        self._sem = asyncio.Semaphore(concurrency)
+        self._sem = asyncio.Semaphore(parallel_entities)
         self._emitter = Emitter(listeners)
         self.owner = owner or f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease_wait = lease_wait
@@ -384,7 +393,7 @@ class LocalRunner:
                 _log.warning("%s: %s; trying again", entity, exc)
                 await self._sleep(_LOCKED_PAUSE, job_id)
                 continue
-            if out.finished or out.interrupted:
+            if out.is_terminal or out.interrupted:
                 break
             if out.retry_in is not None:
                 await self._wait_retry(out)

@@ -72,7 +72,7 @@ async def run(url: str, policy: ChunkPolicy, db: Path, seconds: float) -> tuple[
         store=MemoryStateStore(),
         destination=SQLiteDestination(db),
         chunk_policy=policy,
-        concurrency=len(ENTITIES),
+        parallel_entities=len(ENTITIES),
     )
     asyncio.get_running_loop().call_later(seconds, runner.request_stop)
     started = time.perf_counter()

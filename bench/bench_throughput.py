@@ -129,7 +129,7 @@ async def run_sync(
         destination=SQLiteDestination(db),
         chunk_policy=policy,
         listeners=listeners,
-        concurrency=len(entities),
+        parallel_entities=len(entities),
     )
     if stop_after is not None:
         asyncio.get_running_loop().call_later(stop_after, runner.request_stop)
@@ -163,7 +163,7 @@ def concurrent(**kw: Any) -> ChunkPolicy:
     return ChunkPolicy(
         max_iterations=10_000,
         page_size=PAGE,
-        concurrency=kw.pop("concurrency", 8),
+        pages_in_flight=kw.pop("pages_in_flight", 8),
         target_duration=kw.pop("target_duration", 2.0),
         rate_limit=RATE,
         rate_burst=BURST,
@@ -287,7 +287,7 @@ def zero_latency(tmp: Path) -> list[str]:
             )
             conn = StripeConnector(KEY, base_url=emu.url)
             policy = ChunkPolicy(
-                max_iterations=10_000, page_size=PAGE, concurrency=8, target_duration=2.0
+                max_iterations=10_000, page_size=PAGE, pages_in_flight=8, target_duration=2.0
             )
             ours = report(
                 "statesync, windows, concurrency 8",

@@ -13,24 +13,30 @@ import enum
 from collections.abc import Iterator, Mapping, Sequence
 
 from attrs import frozen
-from graphql import (
-    DocumentNode,
-    FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
-    GraphQLSyntaxError,
-    InlineFragmentNode,
-    NamedTypeNode,
-    NonNullTypeNode,
-    OperationDefinitionNode,
-    OperationType,
-    SelectionSetNode,
-    VariableDefinitionNode,
-    VariableNode,
-    parse,
-)
 
+from statesync._extras import Extra
 from statesync.errors import ConfigurationError
+
+GRAPHQL = Extra("the GraphQL connector", "graphql", "gql")
+"""graphql-core and gql, both of the ``graphql`` extra; required by the connector."""
+
+with GRAPHQL.importing():
+    from graphql import (
+        DocumentNode,
+        FieldNode,
+        FragmentDefinitionNode,
+        FragmentSpreadNode,
+        GraphQLSyntaxError,
+        InlineFragmentNode,
+        NamedTypeNode,
+        NonNullTypeNode,
+        OperationDefinitionNode,
+        OperationType,
+        SelectionSetNode,
+        VariableDefinitionNode,
+        VariableNode,
+        parse,
+    )
 
 
 class PaginationStyle(enum.StrEnum):

@@ -74,7 +74,8 @@ from statesync.connectors._close_endpoints import (
 )
 from statesync.connectors._close_http import error_from, parse_rate_limit, read_list, retry_delay
 from statesync.connectors._close_paging import MAX_LIMIT, Plan, Position, absorb, parse_date, plan
-from statesync.errors import BadRequestError, MalformedResponseError, NoProgressError, translate
+from statesync.connectors._http_errors import map_http_error
+from statesync.errors import BadRequestError, MalformedResponseError, NoProgressError
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -245,7 +246,7 @@ class CloseConnector(BaseConnector):
                 f"{self._base}/{path}", params=params, auth=self._auth
             )
         except httpx.HTTPError as exc:
-            raise translate(exc, request=described) from exc
+            raise map_http_error(exc, request=described) from exc
         if not response.is_success:
             raise error_from(response, described)
         return response

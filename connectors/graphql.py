@@ -57,24 +57,24 @@ from statesync.errors import (
     ConfigurationError,
     ConnectorError,
     MalformedResponseError,
-    MissingExtraError,
     RateLimitedError,
     error_for_status,
-    translate,
 )
-
-try:
-    from gql import GraphQLRequest
-    from gql.transport.exceptions import TransportError
-    from gql.transport.httpx import HTTPXAsyncTransport
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise MissingExtraError("the GraphQL connector", "graphql", "gql") from exc
-
-from statesync._graphql_errors import error_from_graphql, scrub
 
 from ._anchored import Anchor, Ask, Ordering, absorb, ask, ask_ahead, plan_ahead, rewound
 from ._graphql_page import STYLE_KEY, RecordFields, read_page
-from ._graphql_style import PaginationStyle, QueryPlan, WindowVariables, analyze
+from ._graphql_style import GRAPHQL, PaginationStyle, QueryPlan, WindowVariables, analyze
+
+with GRAPHQL.importing():
+    from gql import GraphQLRequest
+    from gql.transport.exceptions import TransportError
+    from gql.transport.httpx import HTTPXAsyncTransport
+
+    from statesync.connectors._graphql_errors import (  # imports gql
+        error_from_graphql,
+        map_gql_error,
+        scrub,
+    )
 
 _SECRET_HEADER_WORDS = ("auth", "token", "key", "secret", "cookie", "session", "signature")
 
@@ -111,7 +111,7 @@ class GraphQLEntity:
     """The variables (lower, upper) that restrict a Relay connection to records created
     in ``[lower, upper)``, e.g. ``("createdGte", "createdLt")``: with them (and
     ``created_field``) the engine walks the entity as concurrent creation-time windows
-    when ``ChunkPolicy.concurrency > 1``. Declared as ``Int``/``Float`` they are sent as
+    when ``ChunkPolicy.pages_in_flight > 1``. Declared as ``Int``/``Float`` they are sent as
     Unix seconds, otherwise as ISO 8601 date-times; an open side is sent as null."""
     newest_first: bool = False
     """The order the connection lists a window in: oldest first (ascending creation
@@ -173,6 +173,7 @@ class GraphQLConnector(BaseConnector):
         headers: Mapping[str, str] | None = None,
         timeout: float = 60.0,
     ) -> None:
+        GRAPHQL.require()
         if not entities:
             raise ConfigurationError("the GraphQL connector needs at least one entity")
         self._configured = {name: _configure(name, e) for name, e in entities.items()}
@@ -317,7 +318,7 @@ class GraphQLConnector(BaseConnector):
             )
             result = await self._transport.execute(request)
         except TransportError as exc:  # everything gql's transport raises
-            error = self._finish(_as_connector_error(translate(exc, request=shown)), probe)
+            error = self._finish(map_gql_error(exc, request=shown), probe)
             # A cause that quotes a secret stays out of the chain (tracebacks print it).
             raise error from (None if self._quotes_secret(exc) else exc)
         finally:
@@ -514,12 +515,6 @@ def _check_resume(request: PageRequest, plan: QueryPlan) -> None:
             f"{plan.where} now paginates by {plan.style.value}: start a new job, or restore "
             "the query the job began with"
         )
-
-
-def _as_connector_error(error: Exception) -> ConnectorError:
-    if isinstance(error, ConnectorError):
-        return error
-    raise error  # not an API failure (a store error, say): never retried as one
 
 
 def _refine(error: ConnectorError, probe: _HttpProbe) -> ConnectorError:

@@ -45,6 +45,7 @@ from statesync._models import (
 )
 from statesync._ratelimit import rate_info_from_headers
 from statesync.connector import BaseConnector, Partitioning
+from statesync.connectors._http_errors import map_http_error
 from statesync.connectors._rest_anchor import Anchor, Key, absorb, plan
 from statesync.connectors._rest_config import (
     RESTConfigError,
@@ -73,7 +74,7 @@ from statesync.connectors._rest_paging import (
     Paginator,
     Token,
 )
-from statesync.errors import ConfigurationError, MalformedResponseError, translate
+from statesync.errors import ConfigurationError, MalformedResponseError
 
 __all__ = [
     "PAGINATORS",
@@ -337,7 +338,7 @@ class RESTConnector(BaseConnector):
                 auth=self._creds.auth if self._creds.auth else httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.HTTPError as exc:
-            raise translate(exc, request=described) from exc
+            raise map_http_error(exc, request=described) from exc
         if not response.is_success:
             raise error_for_answer(response, described, ent.error_path)
         return self._read(ent, response, described)

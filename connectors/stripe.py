@@ -41,7 +41,6 @@ from statesync.errors import (
     MalformedResponseError,
     MissingExtraError,
     NoProgressError,
-    translate,
 )
 
 if TYPE_CHECKING:
@@ -133,7 +132,11 @@ class StripeConnector(BaseConnector):
         except Exception as exc:
             if "starting_after" in params and _is_vanished_cursor(exc):
                 return _VANISHED
-            raise translate(exc, request=described) from exc
+            from statesync.connectors._stripe_errors import (
+                map_stripe_error,  # the SDK is there: it raised
+            )
+
+            raise map_stripe_error(exc, request=described) from exc
         return response
 
     def _params(self, request: PageRequest, *, before: int | None = None) -> dict[str, Any]:

@@ -6,21 +6,16 @@ instances: :class:`StateStore`, :class:`Destination`, :class:`BaseConnector`,
 :class:`Listener`.
 """
 
-from statesync._budget import (
-    BudgetRegistry,
-    MemoryRateBudget,
-    RateBudget,
-    RateSettings,
-    RedisBudgets,
-    RedisRateBudget,
-)
+from typing import TYPE_CHECKING, Any
+
+from statesync._budget import BudgetRegistry, MemoryRateBudget, RateBudget, RateSettings
 from statesync._cancel import CancelResult, cancel_job
 from statesync._chunk import ChunkOutcome, apply_trigger, perform_sync_chunk
 from statesync._gc import collect_orphan_staging, find_orphan_staging
 from statesync._handle import JobHandle
 from statesync._instances import Instance, open_instance
 from statesync._jobconfig import JobConfig, job_config_from_mapping, load_job_config
-from statesync._listeners import LoggingListener, ProgressDisplay
+from statesync._listeners import LoggingListener
 from statesync._machine import STATES, TRANSITIONS, TransitionDef, next_state
 from statesync._models import (
     EntityRecord,
@@ -61,6 +56,10 @@ from statesync.connector import BaseConnector, Partitioning
 from statesync.destination import Destination, StagedTable, StagingCheck
 from statesync.events import Emitter, Event, Listener
 from statesync.store import StateStore
+from statesync.stores._redis_budget import RedisBudgets, RedisRateBudget
+
+if TYPE_CHECKING:
+    from statesync._cli._progress_display import ProgressDisplay as ProgressDisplay
 
 __version__ = "0.1.0"
 
@@ -99,7 +98,6 @@ __all__ = [
     "Partitioning",
     "PolicyConfigError",
     "PolicySet",
-    "ProgressDisplay",
     "RateBudget",
     "RateInfo",
     "RateSettings",
@@ -139,3 +137,20 @@ __all__ = [
     "resolve_connector",
     "retry_after_from_headers",
 ]
+
+# The CLI's rich progress bars: reachable as statesync.ProgressDisplay, but imported on
+# first use so that `import statesync` loads neither rich nor click. Not in __all__
+# (a star import would load them).
+_LAZY = {"ProgressDisplay": "statesync._cli._progress_display"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'statesync' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -65,7 +65,7 @@ async def cancel_job(
     for rec in records:
         if entities and rec.entity not in entities:
             continue
-        if rec.state.is_final:
+        if rec.state.is_done:
             done["final"].append(rec.entity)
         elif await _cancel_one(store, target, rec):
             done["cancelled"].append(rec.entity)

@@ -10,6 +10,7 @@ sleeps: a retryable failure comes back as an outcome with ``retry_in`` set.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -74,8 +75,19 @@ class ChunkOutcome:
     already_done: bool = False
 
     @property
+    def is_terminal(self) -> bool:
+        """The entity stopped: complete, failed or cancelled (:attr:`SyncState.is_terminal`)."""
+        return self.state.is_terminal
+
+    @property
     def finished(self) -> bool:
-        return self.state in (SyncState.COMPLETE, SyncState.FAILED, SyncState.CANCELLED)
+        """Deprecated (one release): :attr:`is_terminal`."""
+        warnings.warn(
+            "ChunkOutcome.finished is deprecated: use is_terminal",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.is_terminal
 
 
 def _now() -> datetime:
@@ -359,9 +371,7 @@ async def _record_failure(run: _Chunk, exc: ConnectorError, retry: RetryPolicy) 
         if exc.retry_after is not None and decision.reason.startswith("the server asked"):
             resume = now + timedelta(seconds=exc.retry_after)
             message = f"{message}; resume it after {resume.isoformat(timespec='seconds')}"
-    error = ErrorInfo(
-        exc.kind.value, message, now, exc.retry_after, first_at=first, **bug_details(exc)
-    )
+    error = ErrorInfo(exc.kind, message, now, exc.retry_after, first_at=first, **bug_details(exc))
     if decision.delay is None:
         await run.fire("fail", error, attempts=attempt, last_error=error)
         return

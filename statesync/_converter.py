@@ -11,15 +11,33 @@ from datetime import datetime
 from typing import Final, TypeVar
 
 from cattrs.errors import BaseValidationError
+from cattrs.gen import make_dict_structure_fn, override
 from cattrs.preconf.json import make_converter
 
-from statesync.errors import StoreError
+from statesync._models import ErrorInfo
+from statesync.errors import ErrorKind, StoreError
 
 T = TypeVar("T")
 
 converter: Final = make_converter(forbid_extra_keys=False)
 converter.register_unstructure_hook(datetime, lambda d: d.isoformat())
 converter.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
+
+
+def _stored_kind(value: str, _: object) -> ErrorKind:
+    """A recorded error's kind. One this release does not know (written by a newer
+    one during a rolling deploy) reads as ``internal``, which is not retried by default,
+    rather than making the whole entity record unreadable."""
+    try:
+        return ErrorKind(value)
+    except ValueError:
+        return ErrorKind.INTERNAL
+
+
+converter.register_structure_hook(
+    ErrorInfo,
+    make_dict_structure_fn(ErrorInfo, converter, kind=override(struct_hook=_stored_kind)),
+)
 
 
 def dumps(value: object) -> str:

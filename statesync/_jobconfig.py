@@ -24,8 +24,8 @@ page_size = 50
 url = "sqlite:///statesync-state.db"
 [destination]
 url = "sqlite:///statesync-data.db"
-[run]                       # runner settings: concurrency, lease_wait, budget_redis
-concurrency = 2
+[run]                       # runner settings: parallel_entities, lease_wait, budget_redis
+parallel_entities = 2
 ```
 
 The job stores what it ran with, secrets excluded (:func:`stored_params`), so ``statesync
@@ -36,6 +36,7 @@ Errors name the file, the key path and what was expected, before any job exists.
 from __future__ import annotations
 
 import tomllib
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -49,7 +50,9 @@ from statesync.errors import ConfigurationError
 _TOP: Final = ("job", "connector", "entities", "policies", "store", "destination", "run")
 _JOB: Final = ("id", "mode", "entities", "namespace")
 _CONNECTOR: Final = ("name", "api_key_env", "options")
-_RUN: Final = {"concurrency": int, "lease_wait": float, "budget_redis": str}
+_RUN: Final = {"parallel_entities": int, "lease_wait": float, "budget_redis": str}
+_RUN_RENAMED: Final = {"concurrency": "parallel_entities"}
+"""Deprecated ``[run]`` keys (accepted with a warning for one release) and their new names."""
 CONFIG_KEY: Final = "config"
 """Where a job's params keep the config it ran with."""
 
@@ -167,7 +170,7 @@ def _url(source: str, key: str, doc: Mapping[str, Any]) -> str | None:
 
 
 def _run(source: str, raw: object) -> dict[str, Any]:
-    table = _table(source, "run", raw)
+    table = _renamed(source, dict(_table(source, "run", raw)))
     _known(source, "run.", table, tuple(_RUN))
     for key, kind in _RUN.items():
         value = table.get(key)
@@ -177,6 +180,17 @@ def _run(source: str, raw: object) -> dict[str, Any]:
         if not ok:
             raise JobConfigError(source, f"run.{key}", f"expected {kind.__name__}, got {value!r}")
     return dict(table)
+
+
+def _renamed(source: str, table: dict[str, Any]) -> dict[str, Any]:
+    for old, new in _RUN_RENAMED.items():
+        if old not in table:
+            continue
+        if new in table:
+            raise JobConfigError(source, f"run.{old}", f"the deprecated name of {new!r}, also set")
+        warnings.warn(f"{source}: run.{old} is deprecated: use {new}", FutureWarning, stacklevel=3)
+        table[new] = table.pop(old)
+    return table
 
 
 def _table(source: str, path: str, value: object) -> Mapping[str, Any]:

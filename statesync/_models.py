@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import enum
+import warnings
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
 from attrs import field, frozen
+
+from statesync.errors import ErrorKind
 
 WATERMARK_MARGIN = timedelta(minutes=5)
 """How far before a job's start its published high-water mark may reach at most."""
@@ -33,8 +36,27 @@ class SyncState(enum.StrEnum):
     CANCELLED = "cancelled"
 
     @property
-    def is_final(self) -> bool:
+    def is_terminal(self) -> bool:
+        """The machine stops here: ``complete``, ``failed`` or ``cancelled`` (a failed
+        entity waits for an operator's ``resume``). :attr:`ChunkOutcome.is_terminal`."""
+        return self in (SyncState.COMPLETE, SyncState.FAILED, SyncState.CANCELLED)
+
+    @property
+    def is_done(self) -> bool:
+        """No transition leaves it: ``complete`` or ``cancelled`` (not ``failed``, which
+        may be resumed)."""
         return self in (SyncState.COMPLETE, SyncState.CANCELLED)
+
+    @property
+    def is_final(self) -> bool:
+        """Deprecated (one release): :attr:`is_done`, which it always meant."""
+        warnings.warn(
+            "SyncState.is_final is deprecated: use is_done (complete or cancelled) or "
+            "is_terminal (complete, failed or cancelled)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.is_done
 
 
 def _frozen_mapping(value: Mapping[str, JSON] | None) -> Mapping[str, JSON]:
@@ -258,11 +280,16 @@ class Page:
         return max(marks) if marks else None
 
 
+def _error_kind(value: str) -> ErrorKind:
+    return ErrorKind(value)
+
+
 @frozen
 class ErrorInfo:
     """A recorded failure, safe to persist and show (never holds secrets)."""
 
-    kind: str
+    kind: ErrorKind = field(converter=_error_kind)
+    """Why it failed; a string naming a kind is accepted (``"rate_limited"``)."""
     message: str
     at: datetime
     retry_after: float | None = None

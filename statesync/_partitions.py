@@ -3,7 +3,7 @@
 An entity whose connector offers :class:`~statesync.connector.Partitioning` starts as one
 window, open on both sides (or bounded below by the incremental ``since``). Each window
 is walked with its own cursor. When a page shows that its window still holds more and
-fewer windows are running than the policy's concurrency, the rest of the window is split
+fewer windows are running than the policy's pages_in_flight, the rest of the window is split
 in two at a creation time chosen from the density the page revealed: the part next to
 the cursor keeps it, the far part becomes a new window with no cursor. For a list
 served newest first, a page ending at creation time ``edge`` leaves ``[lower, edge]``;
@@ -40,7 +40,7 @@ def advance(
     page: Page,
     *,
     partitioning: Partitioning,
-    concurrency: int,
+    pages_in_flight: int,
     page_size: int,
 ) -> FetchState:
     """The entity's state once ``page`` of ``window`` has been written.
@@ -62,7 +62,7 @@ def advance(
     )
     parts[index] = moved
     active = sum(not p.done for p in parts)
-    if not moved.done and active < concurrency:
+    if not moved.done and active < pages_in_flight:
         split = _split(moved, page, partitioning.newest_first, page_size)
         if split is not None:
             parts[index], far = split

@@ -3,8 +3,8 @@
 Three shapes, chosen per entity from the connector's capabilities and the policy:
 
 * **one stream** (the default): page k+1 is fetched while page k is written; with
-  ``concurrency > 1`` and a connector that plans offsets (:meth:`plan_pages`), up to
-  ``concurrency`` planned pages are in flight. Pages land in order; a planned page is
+  ``pages_in_flight > 1`` and a connector that plans offsets (:meth:`plan_pages`), up to
+  ``pages_in_flight`` planned pages are in flight. Pages land in order; a planned page is
   :meth:`settle`-d against the checkpoint first, and when it does not fit (offsets
   shifted, a window opened) every planned page is dropped and the stream goes on from
   the checkpoint with one plain request.
@@ -100,12 +100,12 @@ class Pipeline:
 
     def wanted(self) -> int:
         """Requests worth having in flight: enough to cover a request's time with pages
-        landing back to back (Little's law), at most the policy's concurrency. When
-        landing is the bottleneck (a fast API), that is one, and concurrency costs
-        nothing; before anything was measured it is the policy's concurrency."""
+        landing back to back (Little's law), at most the policy's pages_in_flight. When
+        landing is the bottleneck (a fast API), that is one, and more in flight costs
+        nothing; before anything was measured it is the policy's pages_in_flight."""
         if self.fetch_time is None or not self.land_time:
-            return self.policy.concurrency
-        return max(1, min(self.policy.concurrency, round(self.fetch_time / self.land_time)))
+            return self.policy.pages_in_flight
+        return max(1, min(self.policy.pages_in_flight, round(self.fetch_time / self.land_time)))
 
     def request(self, state: FetchState, window: TimeWindow | None = None) -> PageRequest:
         rec = self.run.rec
@@ -245,7 +245,7 @@ class Pipeline:
 
     def _plan(self, flights: deque[_Flight], state: FetchState | None = None) -> None:
         """Top the stream up with planned requests after the last one in flight."""
-        if self.policy.concurrency < 2 or not flights or self.stopping():
+        if self.policy.pages_in_flight < 2 or not flights or self.stopping():
             return
         state = state if state is not None else self.run.rec.fetch_state
         wanted = self.wanted() - len(flights)
@@ -288,7 +288,7 @@ class Pipeline:
                         flight.request.window,
                         page,
                         partitioning=partitioning,
-                        concurrency=self.wanted(),
+                        pages_in_flight=self.wanted(),
                         page_size=self.policy.page_size,
                     )
                     if not self.stopping():
@@ -306,7 +306,7 @@ class Pipeline:
     ) -> None:
         busy = {f.request.window for f in flights.values()}
         for order, part in enumerate(state.partitions):
-            if len(flights) >= self.policy.concurrency or not self.room(state):
+            if len(flights) >= self.policy.pages_in_flight or not self.room(state):
                 return
             if part.done or part.window in busy:
                 continue
@@ -341,6 +341,6 @@ def partitioning_for(
             )
         return found
     fresh = state.total_processed == 0 and state.cursor is None and not state.offset
-    if found is None or policy.concurrency < 2 or not fresh or not state.has_more:
+    if found is None or policy.pages_in_flight < 2 or not fresh or not state.has_more:
         return None
     return found

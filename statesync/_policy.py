@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import random
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -213,15 +214,16 @@ def _server_wait(error: ConnectorError) -> float | None:
     return wait
 
 
-@frozen
+@frozen(init=False)
 class ChunkPolicy:
     """How much work one chunk does: the seed's ``maxIterations`` and page size.
 
     Throughput settings (all off by default, which keeps one page in flight at a time
     with the next one prefetched while it is written):
 
-    ``concurrency``
-        API requests in flight at once for one entity: planned offsets for connectors
+    ``pages_in_flight``
+        API requests in flight at once for one entity (``concurrency`` before; that
+        name is a deprecated alias for one release): planned offsets for connectors
         whose offsets are predictable, concurrent time windows for connectors that offer
         creation-time partitions. Pages are still written and checkpointed in order.
     ``target_duration``
@@ -240,7 +242,7 @@ class ChunkPolicy:
     page_size: int = field(default=100, validator=validators.ge(1))
     lease_ttl: float = field(default=15.0, validator=validators.gt(0.0))
     """Seconds a lease lives without renewal; workers renew it every third of that."""
-    concurrency: int = field(default=1, validator=validators.ge(1))
+    pages_in_flight: int = field(default=1, validator=validators.ge(1))
     target_duration: float | None = field(
         default=None, validator=validators.optional(validators.gt(0.0))
     )
@@ -249,6 +251,47 @@ class ChunkPolicy:
         default=None, validator=validators.optional(validators.gt(0.0))
     )
     rate_burst: int | None = field(default=None, validator=validators.optional(validators.ge(1)))
+
+    def __init__(
+        self,
+        max_iterations: int = 10,
+        page_size: int = 100,
+        lease_ttl: float = 15.0,
+        pages_in_flight: int = 1,
+        target_duration: float | None = None,
+        min_iterations: int = 1,
+        rate_limit: float | None = None,
+        rate_burst: int | None = None,
+        *,
+        concurrency: int | None = None,
+    ) -> None:
+        if concurrency is not None:
+            warnings.warn(
+                "ChunkPolicy(concurrency=...) is deprecated: use pages_in_flight",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            pages_in_flight = concurrency
+        self.__attrs_init__(
+            max_iterations,
+            page_size,
+            lease_ttl,
+            pages_in_flight,
+            target_duration,
+            min_iterations,
+            rate_limit,
+            rate_burst,
+        )
+
+    @property
+    def concurrency(self) -> int:
+        """Deprecated (one release): :attr:`pages_in_flight`."""
+        warnings.warn(
+            "ChunkPolicy.concurrency is deprecated: use pages_in_flight",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.pages_in_flight
 
     def __attrs_post_init__(self) -> None:
         if self.min_iterations > self.max_iterations:

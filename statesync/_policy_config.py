@@ -26,6 +26,7 @@ import json
 import os
 import re
 import tomllib
+import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final, TypeVar, get_args, get_origin
@@ -107,6 +108,8 @@ _converter: Final = _make_converter()
 _STRUCTURE_ERRORS: Final = (BaseValidationError, ValueError, TypeError)
 _CHUNK_KEY, _KINDS_KEY, _ENTITIES_KEY = "chunk", "kinds", "entities"
 _TOP_KEYS: Final = ("default", "connectors")
+_RENAMED_CHUNK_KEYS: Final = {"concurrency": "pages_in_flight"}
+"""Deprecated chunk keys (accepted with a warning for one release) and their new names."""
 
 
 # -- public entry points -----------------------------------------------------------
@@ -179,7 +182,7 @@ def describe_resolved(retry: RetryPolicy, chunk: ChunkPolicy) -> dict[str, Any]:
     return {"retry": plain, "kinds": kinds, "chunk": _describe_chunk(chunk)}
 
 
-_THROUGHPUT = ("concurrency", "target_duration", "min_iterations", "rate_limit", "rate_burst")
+_THROUGHPUT = ("pages_in_flight", "target_duration", "min_iterations", "rate_limit", "rate_burst")
 
 
 def _describe_chunk(chunk: ChunkPolicy) -> dict[str, Any]:
@@ -305,13 +308,35 @@ class _Resolver:
     ) -> tuple[RetryPolicy, ChunkPolicy | None]:
         """One level's policies: the parent's with this level's keys laid over them."""
         table = dict(self._table(raw, where))
-        chunk_raw = table.pop(_CHUNK_KEY, {})
+        chunk_raw = self._renamed(table.pop(_CHUNK_KEY, {}), (*where, _CHUNK_KEY))
         for key in extra:
             table.pop(key, None)
         new_retry = self._structure(retry, table, where, RetryPolicy, (_CHUNK_KEY, *extra))
         base_chunk = chunk or ChunkPolicy()
         new_chunk = self._structure(base_chunk, chunk_raw, (*where, _CHUNK_KEY), ChunkPolicy, ())
         return new_retry or retry, new_chunk or chunk
+
+    def _renamed(self, chunk_raw: object, where: _Path) -> object:
+        """The chunk table with deprecated keys (one release) under their new names."""
+        if not isinstance(chunk_raw, Mapping):
+            return chunk_raw
+        table = dict(chunk_raw)
+        for old, new in _RENAMED_CHUNK_KEYS.items():
+            if old not in table:
+                continue
+            path = _dotted((*where, old))
+            name = self.names.get(path)
+            shown = f"{path} (${name})" if name else path
+            if new in table:
+                self._problem((*where, old), f"the deprecated name of {new!r}, also set")
+                continue
+            warnings.warn(
+                f"{self.source}: {shown} is deprecated: use {new}",
+                FutureWarning,
+                stacklevel=2,
+            )
+            table[new] = table.pop(old)
+        return table
 
     def _structure(
         self, parent: _T, layer: object, where: _Path, cls: type[_T], extra: tuple[str, ...]

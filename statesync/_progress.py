@@ -10,10 +10,12 @@ time window) and raises :class:`~statesync.errors.NoProgressError` as soon as:
 * a page that says "more" leaves the position (offset, cursor, metadata) where the
   request had it: the next request would be the same one;
 * a page hands out exactly the records of the page before it;
-* a run of pages without records comes back to a position it already had (a cycle);
+* a run of pages without records comes back to a position it already had, for the
+  :data:`CYCLE_LIMIT`-th time (a cycle: once or twice is an anchored walk stepping back
+  over data that changed meanwhile);
 * a record's creation time falls outside the window the request was restricted to.
 
-Each is caught within a cycle's length of requests, and the error names the request
+Each is caught within a few cycles' length of requests, and the error names the request
 the connector sent (``Page.request``), so an operator sees which filter was ignored.
 """
 
@@ -27,6 +29,9 @@ import attrs
 
 from statesync._models import JSON, FetchState, Page, PageRequest, SyncMode, TimeWindow
 from statesync.errors import NoProgressError
+
+CYCLE_LIMIT = 3
+"""Visits of one position within a run of empty pages that make it a cycle."""
 
 
 def _key(position: tuple[int | None, str | None, Mapping[str, JSON]]) -> str:
@@ -50,7 +55,7 @@ class ProgressGuard:
     """Remembers what one walk has handed out lately (in memory, per chunk)."""
 
     last_ids: tuple[str, ...] | None = None
-    empty_run: set[str] = attrs.field(factory=set)
+    empty_run: dict[str, int] = attrs.field(factory=dict)
 
     def check(self, request: PageRequest, page: Page, after: FetchState) -> None:
         """Raise :class:`NoProgressError` when ``page`` shows the walk is not moving."""
@@ -69,11 +74,12 @@ class ProgressGuard:
             self.empty_run.clear()
             self.last_ids = ids
             return
+        if not self.empty_run:
+            self.empty_run[_key(before)] = 1
         key = _key(moved)
-        if key in self.empty_run:
+        self.empty_run[key] = visits = self.empty_run.get(key, 0) + 1
+        if visits >= CYCLE_LIMIT:
             raise _stalled(request, page, "pages without records came back to a position")
-        self.empty_run.add(_key(before))
-        self.empty_run.add(key)
 
 
 def _check_window(request: PageRequest, page: Page, window: TimeWindow) -> None:

@@ -21,7 +21,7 @@ Header forms understood (names case-insensitive):
 
 GitHub's GraphQL API reports an exhausted quota as an HTTP 200 whose ``errors`` have
 ``type: "RATE_LIMITED"``, with ``X-RateLimit-Remaining: 0`` and ``X-RateLimit-Reset``:
-:func:`statesync._graphql_errors.error_from_graphql` types the body, these functions
+:func:`statesync.connectors._graphql_errors.error_from_graphql` types the body, these functions
 read the headers. Non-finite, negative and absurd values (more than a week) are no hint:
 a client that believes ``Retry-After: inf`` never comes back.
 """

@@ -150,7 +150,7 @@ def edges() -> Iterator[tuple[Edge, TransitionDef]]:
 
 
 def final_states() -> tuple[SyncState, ...]:
-    return tuple(s for s in STATES if s.is_final)
+    return tuple(s for s in STATES if s.is_done)
 
 
 def safe_text(text: str, limit: int = MESSAGE_LIMIT) -> str:
@@ -266,7 +266,7 @@ def to_dot(trace: EntityTrace | None = None) -> str:
 
 def _dot_node_attrs(state: SyncState, trace: EntityTrace | None) -> str:
     attrs = [f"label={_quoted(state.value.replace('_', ' '))}"]
-    if state.is_final:
+    if state.is_done:
         attrs.append("peripheries=2")
     if trace is None:
         return ", ".join(attrs)

@@ -1,8 +1,12 @@
-"""The one exception tree of statesync, and the one place foreign exceptions are translated.
+"""The one exception tree of statesync.
 
 Every error a user can meet derives from :class:`StatesyncError`. Connector errors carry an
-:class:`ErrorKind`, which is what retry policies key on. ``translate`` turns exceptions of
-httpx, stripe, gql and redis into this tree, so no other module needs to know them.
+:class:`ErrorKind`, which is what retry policies key on. This module knows no library's
+exceptions: each edge maps its own (the HTTP connectors httpx's in
+``statesync.connectors._http_errors``, the Stripe connector the SDK's, the GraphQL
+connector gql's and GraphQL ``errors``, the stores redis-py's and sqlite3's, the
+destinations psycopg's and sqlite3's), and anything an edge does not know becomes an
+:class:`InternalError`.
 """
 
 from __future__ import annotations
@@ -288,12 +292,6 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return parse(value, now=now)
 
 
-def _headers_retry_after(headers: Mapping[str, str] | None) -> float | None:
-    from statesync._ratelimit import retry_after_from_headers
-
-    return retry_after_from_headers(headers or {})
-
-
 def error_for_status(
     status: int,
     message: str,
@@ -312,108 +310,3 @@ def error_for_status(
     else:
         cls = BadRequestError
     return cls(message, status=status, retry_after=retry_after, request=request)
-
-
-def translate(exc: BaseException, *, request: str | None = None) -> StatesyncError:
-    """Turn an exception from httpx, stripe, gql or redis into statesync's tree.
-
-    Exceptions already in the tree pass through. Unknown ones become a transient
-    ``ConnectorError`` only when they are network errors; anything else is re-raised by
-    the caller, since a bug must not be retried as if it were a flaky API.
-    """
-    if isinstance(exc, StatesyncError):
-        return exc
-    for translator in (_from_httpx, _from_stripe, _from_gql, _from_redis):
-        out = translator(exc, request)
-        if out is not None:
-            out.__cause__ = exc
-            return out
-    raise exc
-
-
-def _from_httpx(exc: BaseException, request: str | None) -> StatesyncError | None:
-    try:
-        import httpx
-    except ImportError:  # pragma: no cover - httpx is a core dependency
-        return None
-    if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(f"request timed out: {type(exc).__name__}", request=request)
-    if isinstance(exc, httpx.TransportError):
-        return TransientError(f"network error: {type(exc).__name__}", request=request)
-    if isinstance(exc, httpx.HTTPStatusError):
-        resp = exc.response
-        return error_for_status(
-            resp.status_code,
-            f"HTTP {resp.status_code}",
-            retry_after=_headers_retry_after(resp.headers),
-            request=request,
-        )
-    return None
-
-
-def _from_stripe(exc: BaseException, request: str | None) -> StatesyncError | None:
-    try:
-        import stripe
-    except ImportError:
-        return None
-    if not isinstance(exc, stripe.StripeError):
-        return None
-    status = exc.http_status
-    retry_after = _headers_retry_after(exc.headers)
-    # Stripe's messages never contain the full key, but its str() can include
-    # the request id; the user message is enough and safe to log.
-    answered = f" (HTTP {status})" if status is not None else ""
-    message = f"stripe {type(exc).__name__}{answered}: {exc.user_message or 'no message'}"
-    if isinstance(exc, stripe.RateLimitError):
-        return RateLimitedError(message, status=status, retry_after=retry_after, request=request)
-    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
-        return AuthError(message, status=status, request=request)
-    if isinstance(exc, stripe.APIConnectionError):
-        return TransientError(message, status=status, request=request)
-    if status is not None and 200 <= status < 300:
-        # The SDK raises APIError for a 2xx body it cannot parse.
-        return MalformedResponseError(
-            f"stripe answered HTTP {status} with a body that is not a list object",
-            status=status,
-            request=request,
-        )
-    if status is not None:
-        return error_for_status(status, message, retry_after=retry_after, request=request)
-    return TransientError(message, request=request)
-
-
-def _from_gql(exc: BaseException, request: str | None) -> StatesyncError | None:
-    try:
-        from gql.transport import exceptions as gqlx
-    except ImportError:
-        return None
-    if isinstance(exc, gqlx.TransportQueryError):
-        # The server answered with GraphQL ``errors`` (usually in a 200): their codes and
-        # messages say whether to wait, retry or give up, so they are read, not lumped.
-        from statesync._graphql_errors import error_from_graphql
-
-        return error_from_graphql(exc.errors, request)
-    if isinstance(exc, gqlx.TransportServerError):
-        code = exc.code or 500
-        return error_for_status(code, f"GraphQL server answered HTTP {code}", request=request)
-    if isinstance(exc, gqlx.TransportProtocolError):
-        # gql appends the whole body (an HTML error page, say): keep its start only.
-        return MalformedResponseError(f"not a GraphQL response: {str(exc)[:200]}", request=request)
-    if isinstance(exc, gqlx.TransportConnectionFailed) and exc.__cause__ is not None:
-        # gql wraps httpx's exceptions; the cause tells a timeout from a refused connection.
-        inner = _from_httpx(exc.__cause__, request)
-        if inner is not None:
-            return inner
-    if isinstance(exc, gqlx.TransportError):
-        return TransientError(f"GraphQL transport error: {type(exc).__name__}", request=request)
-    return None
-
-
-def _from_redis(exc: BaseException, request: str | None) -> StatesyncError | None:
-    try:
-        import redis.exceptions as rx
-    except ImportError:
-        return None
-    if isinstance(exc, rx.RedisError):
-        return StoreError(f"redis: {type(exc).__name__}: {exc}")
-    return None

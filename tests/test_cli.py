@@ -244,7 +244,7 @@ def test_concurrency_and_rate_flags(tmp_path: Path) -> None:
             *run_cmd(sandbox, tmp_path, "lead", connector="close"),
             "--max-iterations",
             "10",
-            "--concurrency-pages",
+            "--pages-in-flight",
             "4",
             "--rate-limit",
             "40",

@@ -43,12 +43,13 @@ def cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.Comple
 
 # (id, extra args for `run`, the field the message must name)
 BAD_RUN = [
-    ("concurrency 0", ["--concurrency", "0"], "--concurrency"),
+    ("parallel entities 0", ["--parallel-entities", "0"], "--parallel-entities"),
+    ("deprecated concurrency 0", ["--concurrency", "0"], "--parallel-entities"),
     ("page size 0", ["--page-size", "0"], "--page-size"),
     ("max iterations 0", ["--max-iterations", "0"], "--max-iterations"),
     ("lease ttl -1", ["--lease-ttl", "-1"], "--lease-ttl"),
     ("lease ttl 0", ["--lease-ttl", "0"], "--lease-ttl"),
-    ("concurrency pages 0", ["--concurrency-pages", "0"], "--concurrency-pages"),
+    ("pages in flight 0", ["--pages-in-flight", "0"], "--pages-in-flight"),
     ("attempts 0", ["--attempts", "0"], "--attempts"),
     ("min iterations 0", ["--min-iterations", "0"], "--min-iterations"),
     ("rate limit 0", ["--rate-limit", "0"], "--rate-limit"),
@@ -136,7 +137,7 @@ def test_bad_input_leaves_no_redis_key_and_no_postgres_table(
     store = f"{redis_url}?prefix={key_prefix}"
     dest = f"{postgres_dsn}?schema={pg_schema}"
     for extra in (
-        ["--concurrency", "0"],
+        ["--parallel-entities", "0"],
         ["--entity", "customers; drop table x"],
         ["--namespace", "no-dash"],
         ["--policies", str(tmp_path / "missing.toml")],

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from namespace_support import table
 from test_cli import env, run_cmd, status
 
 from statesync.sandbox import Sandbox, SandboxConfig
@@ -25,7 +26,7 @@ def lead_requests(sandbox: Sandbox) -> int:
     return sum(1 for e in sandbox.log() if e.path.startswith("/api/v1/lead"))
 
 
-@pytest.mark.parametrize("extra", [(), ("--concurrency-pages", "3")])
+@pytest.mark.parametrize("extra", [(), ("--pages-in-flight", "3")])
 def test_a_skip_cap_nobody_told_the_client_still_stores_every_lead(
     tmp_path: Path, extra: tuple[str, ...]
 ) -> None:
@@ -35,7 +36,7 @@ def test_a_skip_cap_nobody_told_the_client_still_stores_every_lead(
         done = run(sandbox, tmp_path, *extra)
         assert done.returncode == 0, done.stdout + done.stderr
         with sqlite3.connect(tmp_path / "d.db") as db:
-            ids = [r[0] for r in db.execute('SELECT id FROM "lead"')]
+            ids = [r[0] for r in db.execute(f'SELECT id FROM "{table("lead", "close")}"')]
         assert sorted(ids) == sorted(r["id"] for r in sandbox.snapshot("close.lead"))
         log = sorted(sandbox.log(), key=lambda e: e.number)
         refused = [e.number for e in log if e.status == 400]

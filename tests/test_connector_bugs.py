@@ -101,7 +101,7 @@ async def test_a_bug_in_a_planning_hook_is_recorded_too(tmp_path: Path) -> None:
         connector=BadPlanner({"a": rows(30)}, updated_field=None),
         store=SQLiteStateStore(tmp_path / "s.db"),
         destination=MemoryDestination(),
-        chunk_policy=ChunkPolicy(max_iterations=2, page_size=10, concurrency=2),
+        chunk_policy=ChunkPolicy(max_iterations=2, page_size=10, pages_in_flight=2),
     )
     result = await r.sync(["a"], job_id="j")
     rec = await r.store.get_entity("j", "a")

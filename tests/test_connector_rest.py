@@ -245,7 +245,7 @@ async def test_planned_concurrent_offsets_survive_drift(sandbox: Sandbox, where:
     first = PageRequest("issues", FetchState(offset=0), 10, None, SyncMode.FULL)
     assert len(conn.plan_pages(first, 3)) == 3
     destination = MemoryDestination()
-    chunk = ChunkPolicy(max_iterations=4, page_size=10, concurrency=4)
+    chunk = ChunkPolicy(max_iterations=4, page_size=10, pages_in_flight=4)
     runner = LocalRunner(
         connector=conn,
         store=MemoryStateStore(),

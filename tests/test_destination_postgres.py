@@ -31,7 +31,7 @@ from postgres_support import (  # noqa: F401 - fixtures
 )
 from psycopg import sql
 
-from statesync._open import open_destination
+from statesync._cli._open import open_destination
 from statesync.destination import Destination
 from statesync.destinations._names import job_key, staging_table
 from statesync.destinations.postgres import PostgresDestination
@@ -341,8 +341,10 @@ async def test_closed_destination_raises_destination_error(pg_dest: PostgresDest
 def test_missing_psycopg_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "psycopg", None)
     monkeypatch.delitem(sys.modules, "statesync.destinations.postgres")
+    # The module imports without the extra; building a destination names the extra.
+    module = importlib.import_module("statesync.destinations.postgres")
     with pytest.raises(MissingExtraError, match=r"statesync\[postgres\]"):
-        importlib.import_module("statesync.destinations.postgres")
+        module.PostgresDestination("postgresql://u@127.0.0.1:1/db")
 
 
 async def test_swap_keeps_views_on_the_live_table(

@@ -54,8 +54,10 @@ def churn(sandbox: Sandbox, change: dict[str, object], every: Sequence[int]) -> 
 
 async def sync(sandbox: Sandbox, concurrency: int, **entity: object) -> tuple[bool, list[str]]:
     conn, dest = connect(sandbox, **entity), LoggingDestination()
-    result = await runner(conn, dest, concurrency=concurrency, page_size=10).sync(["articles"])
+    result = await runner(conn, dest, pages_in_flight=concurrency, page_size=10).sync(["articles"])
     await conn.aclose()
+    if not result.ok:  # say why, so a failure on a loaded machine can be read
+        print(result.entities)
     return result.ok, dest.written.get("articles", [])
 
 

@@ -125,7 +125,7 @@ async def test_windowed_sync_lands_every_record_once() -> None:
         conn = Recording(sb)
         assert conn.partitioning("tickets") == Partitioning(newest_first=False)
         dest = LoggingDestination()
-        r = runner(conn, dest, concurrency=4, page_size=25, max_iterations=10)
+        r = runner(conn, dest, pages_in_flight=4, page_size=25, max_iterations=10)
         result = await r.sync(["tickets"])
         await conn.aclose()
         assert result.ok
@@ -145,7 +145,7 @@ async def test_dense_windows_split_again_and_stay_exact() -> None:
         assert len(set(created)) < len(created)  # ties on the second
         conn = Recording(sb)
         dest = LoggingDestination()
-        r = runner(conn, dest, concurrency=6, page_size=10, max_iterations=40)
+        r = runner(conn, dest, pages_in_flight=6, page_size=10, max_iterations=40)
         result = await r.sync(["tickets"])
         await conn.aclose()
         assert result.ok
@@ -161,7 +161,7 @@ async def test_resume_inside_a_split_window_is_exact() -> None:
         store, dest = MemoryStateStore(), LoggingDestination()
         conn = Recording(sb)
         stop = StopAfter(700)
-        policy = dict(concurrency=4, page_size=20, max_iterations=100)
+        policy = dict(pages_in_flight=4, page_size=20, max_iterations=100)
         stop.runner = runner(conn, dest, store=store, listeners=[stop], **policy)
         result = await stop.runner.sync(["tickets"])
         assert result.interrupted
@@ -193,7 +193,7 @@ async def test_churn_during_a_windowed_sync_loses_nothing(where: str) -> None:
             sb.faults.add_mutation(rule)
         conn = Recording(sb)
         dest = LoggingDestination()
-        result = await runner(conn, dest, concurrency=4, max_iterations=20).sync(["tickets"])
+        result = await runner(conn, dest, pages_in_flight=4, max_iterations=20).sync(["tickets"])
         await conn.aclose()
         assert result.ok
         written = dest.written["tickets"]
@@ -208,7 +208,7 @@ async def test_incremental_windows_catch_old_records_changed_since() -> None:
     with Sandbox(SandboxConfig(sizes={TICKETS: 600})) as sb:
         store, dest = MemoryStateStore(), LoggingDestination()
         conn = Recording(sb)
-        policy = dict(concurrency=3, page_size=20)
+        policy = dict(pages_in_flight=3, page_size=20)
         assert (await runner(conn, dest, store=store, **policy).sync(["tickets"])).ok
         oldest = sb.snapshot(TICKETS)[-1]["id"]
         changed = sb.update(TICKETS, [oldest])
@@ -231,7 +231,7 @@ async def test_without_concurrency_the_windowed_query_runs_unbounded() -> None:
     with Sandbox(SandboxConfig(sizes={TICKETS: 130})) as sb:
         conn = Recording(sb)
         dest = LoggingDestination()
-        assert (await runner(conn, dest, concurrency=1).sync(["tickets"])).ok
+        assert (await runner(conn, dest, pages_in_flight=1).sync(["tickets"])).ok
         await conn.aclose()
         assert set(conn.windows) == {None}
         no_repeats(dest.written["tickets"])

@@ -74,7 +74,7 @@ async def run(conn: BaseConnector, **policy: int) -> tuple[SyncState, str, str]:
     return rec.state, rec.last_error.kind, rec.last_error.message
 
 
-@pytest.mark.parametrize(("how", "calls"), [("cursor", 2), ("offset", 2), ("cycle", 3)])
+@pytest.mark.parametrize(("how", "calls"), [("cursor", 2), ("offset", 2), ("cycle", 5)])
 async def test_a_walk_that_does_not_move_fails_typed_within_a_few_requests(
     how: str, calls: int
 ) -> None:
@@ -90,7 +90,7 @@ async def test_a_walk_that_does_not_move_fails_typed_within_a_few_requests(
 
 async def test_records_outside_the_window_are_an_ignored_filter() -> None:
     conn = OutOfWindow()
-    state, kind, message = await run(conn, concurrency=3)
+    state, kind, message = await run(conn, pages_in_flight=3)
     assert (state, kind) == (SyncState.FAILED, "no_progress")
     assert "outside the window" in message and "ignored the window's filter" in message
     assert conn.calls <= 4

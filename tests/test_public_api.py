@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +47,54 @@ def test_every_error_derives_from_the_one_root() -> None:
         if isinstance(v, type) and issubclass(v, BaseException) and v.__module__ == errors.__name__
     ]
     assert classes and all(issubclass(c, errors.StatesyncError) for c in classes)
+
+
+# What `import statesync` must not load: the CLI's libraries, HTTP clients, SDKs and
+# backend drivers all belong to the edges that use them.
+EDGE_PACKAGES = {
+    "click",
+    "rich",
+    "httpx",
+    "httpcore",
+    "stripe",
+    "gql",
+    "graphql",
+    "redis",
+    "psycopg",
+    "inngest",
+    "pytest",
+}
+
+
+def test_importing_statesync_loads_no_edge_package(tmp_path: Path) -> None:
+    code = (
+        "import sys, statesync\n"
+        "print('\\n'.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+        "statesync.ProgressDisplay\n"
+        "print('rich after ProgressDisplay:', 'rich' in sys.modules)\n"
+    )
+    # Not from the repository root, where ./statesync would shadow the installed layout.
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    *loaded, after = done.stdout.splitlines()
+    assert "statesync" in loaded and "attrs" in loaded
+    assert sorted(EDGE_PACKAGES & set(loaded)) == []
+    # The lazy attribute does load the CLI's progress bars (the check above is not vacuous).
+    assert after == "rich after ProgressDisplay: True"
+
+
+def test_progress_display_lives_with_the_cli_and_stays_reachable() -> None:
+    import statesync
+    from statesync._cli._progress_display import ProgressDisplay
+
+    assert statesync.ProgressDisplay is ProgressDisplay
+    assert "ProgressDisplay" in dir(statesync)
+    assert "ProgressDisplay" not in statesync.__all__  # a star import stays light
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        _ = statesync.Nope

@@ -290,7 +290,7 @@ async def test_a_wait_too_long_fails_with_the_servers_ask_and_resume_time() -> N
 
 def test_status_shows_a_server_timed_rate_limit_as_waiting() -> None:
     from statesync import EntityRecord, ErrorInfo, SyncMode
-    from statesync._display import status_rows
+    from statesync._cli._display import status_rows
 
     now = datetime.now(UTC)
     limited = ErrorInfo("rate_limited", "slow down", now, retry_after=30.0)

@@ -28,7 +28,7 @@ from test_crash_resume_postgres import assert_exact as assert_exact_pg
 from test_engine import rows, runner
 
 from statesync._chunk import _RESTART_NOTE, _SWAPPED_NOTE
-from statesync._open import open_store
+from statesync._cli._open import open_store
 from statesync._policy import ChunkPolicy
 from statesync.connectors.memory import MemoryConnector
 from statesync.destinations.memory import MemoryDestination

@@ -230,9 +230,13 @@ def test_missing_extra_is_explained() -> None:
     code = (
         "import sys; sys.modules['redis'] = None\n"
         "from statesync.errors import MissingExtraError\n"
-        "try:\n    import statesync.stores.redis\n"
+        # The module imports without the extra; using it names the extra.
+        "from statesync.stores.redis import RedisStateStore\n"
+        "try:\n    RedisStateStore.from_url('redis://127.0.0.1:1')\n"
         "except MissingExtraError as exc:\n    print('missing:', exc)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/"
+    )
     assert "pip install 'statesync[redis]'" in out.stdout
     assert issubclass(MissingExtraError, ImportError)

@@ -192,7 +192,7 @@ async def test_the_redis_budget_learns_the_same_way(redis_url: str, key_prefix: 
     """The Lua twin of MemoryRateBudget: same cut, same climb, same pause (Redis's clock)."""
     import redis.asyncio as aioredis
 
-    from statesync._budget import RedisRateBudget
+    from statesync.stores._redis_budget import RedisRateBudget
 
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     key = f"{key_prefix}:budget:acct"

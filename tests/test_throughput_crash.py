@@ -51,7 +51,7 @@ async def main() -> None:
         connector=conn,
         store=SQLiteStateStore(state),
         destination=SQLiteDestination(data),
-        chunk_policy=ChunkPolicy(max_iterations=4, page_size=10, concurrency=4, lease_ttl=1),
+        chunk_policy=ChunkPolicy(max_iterations=4, page_size=10, pages_in_flight=4, lease_ttl=1),
         retry_policy=RetryPolicy(attempts=3, initial_delay=0.01),
         lease_wait=30,
     )

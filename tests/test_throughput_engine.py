@@ -89,6 +89,7 @@ def make_runner(conn: MemoryConnector, dest: MemoryDestination, **policy: Any) -
         destination=dest,
         chunk_policy=ChunkPolicy(**{"max_iterations": 8, "page_size": 10, **policy}),
         retry_policy=retry,
+        namespace="",  # the shared tables: this test is not about namespaces
     )
 
 
@@ -104,7 +105,7 @@ def assert_exact_once(dest: LoggingDestination, entity: str, n: int) -> None:
 @pytest.mark.parametrize("n", [0, 5, 10, 95, 100, 333])
 async def test_planned_offsets_land_every_record_once_in_order(n: int) -> None:
     conn, dest = SlowMemory({"a": rows(n)}), LoggingDestination()
-    r = make_runner(conn, dest, concurrency=4)
+    r = make_runner(conn, dest, pages_in_flight=4)
     result = await r.sync(["a"])
     assert result.ok
     assert_exact_once(dest, "a", n)
@@ -116,7 +117,7 @@ async def test_planned_offsets_land_every_record_once_in_order(n: int) -> None:
 
 async def test_early_end_drops_planned_pages_past_it() -> None:
     conn, dest = SlowMemory({"a": rows(25)}), LoggingDestination()
-    r = make_runner(conn, dest, concurrency=8, max_iterations=50)
+    r = make_runner(conn, dest, pages_in_flight=8, max_iterations=50)
     assert (await r.sync(["a"])).ok
     assert_exact_once(dest, "a", 25)
     rec = await r.store.get_entity((await r.store.list_jobs())[0].job_id, "a")
@@ -125,7 +126,7 @@ async def test_early_end_drops_planned_pages_past_it() -> None:
 
 async def test_a_chunk_never_launches_more_than_its_iterations() -> None:
     conn, dest = SlowMemory({"a": rows(200)}), LoggingDestination()
-    r = make_runner(conn, dest, concurrency=6, max_iterations=4)
+    r = make_runner(conn, dest, pages_in_flight=6, max_iterations=4)
     assert (await r.sync(["a"])).ok
     assert conn.most_in_flight <= 4
     assert conn.calls == 20  # nothing fetched only to be thrown away at chunk ends
@@ -144,7 +145,7 @@ async def test_failure_in_the_middle_of_a_batch_resumes_without_loss_or_repeat(
         return None
 
     conn, dest = SlowMemory({"a": rows(200)}, fault=fault), LoggingDestination()
-    r = make_runner(conn, dest, concurrency=4, max_iterations=20)
+    r = make_runner(conn, dest, pages_in_flight=4, max_iterations=20)
     result = await r.sync(["a"])
     assert result.ok and failed
     assert_exact_once(dest, "a", 200)
@@ -168,7 +169,7 @@ async def test_random_failures_and_stops_never_lose_or_repeat(seed: int) -> None
     for _ in range(30):
         conn = SlowMemory(data, fault=fault, latency=0.002)
         retry = RetryPolicy(attempts=50, initial_delay=0.001, jitter=0)
-        r = make_runner(conn, dest, store=store, retry=retry, concurrency=rng.choice([2, 3, 5]))
+        r = make_runner(conn, dest, store=store, retry=retry, pages_in_flight=rng.choice([2, 3, 5]))
         runners.append(r)
         jobs = await store.list_jobs()
         result = await (r.run(jobs[0].job_id) if jobs else r.sync(["a", "b"]))
@@ -185,7 +186,7 @@ async def test_random_failures_and_stops_never_lose_or_repeat(seed: int) -> None
 async def test_interrupted_batch_resumes_exactly_after_its_last_checkpoint() -> None:
     store, dest = MemoryStateStore(), LoggingDestination()
     conn = SlowMemory({"a": rows(300)})
-    first = make_runner(conn, dest, store=store, concurrency=5, max_iterations=30)
+    first = make_runner(conn, dest, store=store, pages_in_flight=5, max_iterations=30)
 
     def stop_at(request: PageRequest, call: int) -> None:
         if call == 9:
@@ -197,6 +198,6 @@ async def test_interrupted_batch_resumes_exactly_after_its_last_checkpoint() -> 
     rec = await store.get_entity(result.job_id, "a")
     assert rec.state is SyncState.FETCHING and rec.records == len(dest.written["a"])
     conn.fault = None
-    second = make_runner(conn, dest, store=store, concurrency=5, max_iterations=30)
+    second = make_runner(conn, dest, store=store, pages_in_flight=5, max_iterations=30)
     assert (await second.run(result.job_id)).ok
     assert_exact_once(dest, "a", 300)

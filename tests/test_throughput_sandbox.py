@@ -11,7 +11,7 @@ import pytest
 from test_throughput_engine import LoggingDestination, StopAfter
 
 from statesync import ChunkPolicy, RetryPolicy, SyncMode, perform_sync_chunk
-from statesync._budget import RateSettings, RedisBudgets
+from statesync._budget import RateSettings
 from statesync.adapters.local import LocalRunner
 from statesync.connector import BaseConnector
 from statesync.connectors.close import CloseConnector
@@ -24,6 +24,7 @@ from statesync.sandbox import (
     SandboxConfig,
     StripeApi,
 )
+from statesync.stores._redis_budget import RedisBudgets
 from statesync.stores.memory import MemoryStateStore
 
 KEY = SandboxConfig().api_key
@@ -65,7 +66,7 @@ async def test_close_planned_pages_under_churn_lose_nothing_repeat_nothing(
             sb.faults.add_mutation(rule)
         conn = CloseConnector(KEY, base_url=sb.url + "/api/v1", skip_cap=skip_cap)
         dest = LoggingDestination()
-        result = await runner(conn, dest, concurrency=4).sync(["lead"])
+        result = await runner(conn, dest, pages_in_flight=4).sync(["lead"])
         await conn.aclose()
         assert result.ok
         written = dest.written["lead"]
@@ -83,7 +84,7 @@ async def test_close_planned_pages_are_concurrent_and_exact_without_churn() -> N
         sb.faults.configure(latency=0.01)
         conn = CloseConnector(KEY, base_url=sb.url + "/api/v1")
         dest = LoggingDestination()
-        result = await runner(conn, dest, concurrency=5, max_iterations=40).sync(["lead"])
+        result = await runner(conn, dest, pages_in_flight=5, max_iterations=40).sync(["lead"])
         await conn.aclose()
         assert result.ok
         no_repeats(dest.written["lead"])
@@ -116,7 +117,7 @@ async def test_stripe_partitions_split_and_land_every_record_once() -> None:
         sb.faults.configure(latency=0.01)
         conn = StripeConnector(KEY, base_url=sb.url)
         dest = LoggingDestination()
-        r = runner(conn, dest, concurrency=4, page_size=50, max_iterations=10)
+        r = runner(conn, dest, pages_in_flight=4, page_size=50, max_iterations=10)
         result = await r.sync(["customers"])
         await conn.aclose()
         assert result.ok
@@ -134,7 +135,7 @@ async def test_stripe_resumes_inside_a_split_window() -> None:
         store, dest = MemoryStateStore(), LoggingDestination()
         conn = StripeConnector(KEY, base_url=sb.url)
         stop = StopAfter(700)
-        policy = dict(concurrency=4, page_size=40, max_iterations=100)
+        policy = dict(pages_in_flight=4, page_size=40, max_iterations=100)
         stop.runner = runner(conn, dest, store=store, listeners=[stop], **policy)
         result = await stop.runner.sync(["customers"])
         assert result.interrupted
@@ -154,7 +155,7 @@ async def test_stripe_incremental_partitions_start_at_since() -> None:
     with Sandbox(SandboxConfig(sizes={"customers": 900}), plugins=[StripeApi()]) as sb:
         store, dest = MemoryStateStore(), LoggingDestination()
         conn = StripeConnector(KEY, base_url=sb.url)
-        policy = dict(concurrency=3, page_size=30)
+        policy = dict(pages_in_flight=3, page_size=30)
 
         assert (await runner(conn, dest, store=store, **policy).sync(["customers"])).ok
         sb.insert("customers", 75)
@@ -193,7 +194,7 @@ async def test_one_budget_keeps_three_entities_under_the_limit() -> None:
         sb.faults.configure(rate_limit=rate, burst=burst)
         conn = StripeConnector(KEY, base_url=sb.url)
         dest = LoggingDestination()
-        r = runner(conn, dest, concurrency=4, page_size=20, rate_limit=rate, rate_burst=burst)
+        r = runner(conn, dest, pages_in_flight=4, page_size=20, rate_limit=rate, rate_burst=burst)
         result = await r.sync(list(SIZES))
         await conn.aclose()
         assert result.ok
@@ -215,7 +216,9 @@ async def test_redis_budget_is_shared_by_separate_registries(
         for entities in (["customers", "invoices"], ["charges"]):
             registry = RedisBudgets.from_url(redis_url, prefix=key_prefix)
             conn = StripeConnector(KEY, base_url=sb.url)
-            r = runner(conn, LoggingDestination(), concurrency=3, rate_limit=rate, rate_burst=burst)
+            r = runner(
+                conn, LoggingDestination(), pages_in_flight=3, rate_limit=rate, rate_burst=burst
+            )
             workers.append((registry, conn, r, entities))
 
         async def work(
@@ -235,7 +238,7 @@ async def test_redis_budget_is_shared_by_separate_registries(
                         retry_policy=RETRY,
                         budget=budget,
                     )
-                    if out.finished:
+                    if out.is_terminal:
                         break
                     assert out.retry_in is None, out
             await conn.aclose()
@@ -269,7 +272,7 @@ async def test_graphql_offset_list_plans_pages_and_lands_them_once() -> None:
             },
         )
         dest = LoggingDestination()
-        result = await runner(conn, dest, concurrency=4, max_iterations=30).sync(["articles"])
+        result = await runner(conn, dest, pages_in_flight=4, max_iterations=30).sync(["articles"])
         await conn.aclose()
         assert result.ok
         no_repeats(dest.written["articles"])

@@ -83,7 +83,7 @@ async def test_deleted_cursor_inside_time_windows(sandbox: Sandbox) -> None:
     before = ids(sandbox)
     delete_cursor_after(sandbox, [2, 4, 6, 9])
     conn, dest = connect(sandbox), LoggingDestination()
-    result = await runner(conn, dest, concurrency=3, max_iterations=4, page_size=10).sync(
+    result = await runner(conn, dest, pages_in_flight=3, max_iterations=4, page_size=10).sync(
         ["customers"]
     )
     await conn.aclose()
@@ -151,7 +151,9 @@ async def test_ignored_created_filter_fails_the_windowed_walk_within_a_few_reque
     sandbox.faults.configure_walk(ignore_params=["created"])
     conn, dest = connect(sandbox), LoggingDestination()
     store = MemoryStateStore()
-    result = await runner(conn, dest, store=store, concurrency=3, page_size=10).sync(["customers"])
+    result = await runner(conn, dest, store=store, pages_in_flight=3, page_size=10).sync(
+        ["customers"]
+    )
     await conn.aclose()
     assert not result.ok
     rec = await store.get_entity(result.job_id, "customers")

@@ -18,6 +18,7 @@ import attrs
 import click
 from attrs import frozen
 
+from statesync._cli._renamed import RENAMED_SETTINGS, renamed_settings
 from statesync._jobconfig import CONFIG_KEY, JobConfig, load_job_config
 from statesync._models import JobSpec, SyncMode
 from statesync._plugins import connector_options, open_connector
@@ -29,7 +30,7 @@ FLAG_POLICY: Final[Mapping[str, tuple[str, ...]]] = {
     "max_iterations": ("chunk", "max_iterations"),
     "page_size": ("chunk", "page_size"),
     "lease_ttl": ("chunk", "lease_ttl"),
-    "concurrency_pages": ("chunk", "concurrency"),
+    "pages_in_flight": ("chunk", "pages_in_flight"),
     "target_chunk_seconds": ("chunk", "target_duration"),
     "min_iterations": ("chunk", "min_iterations"),
     "rate_limit": ("chunk", "rate_limit"),
@@ -37,7 +38,7 @@ FLAG_POLICY: Final[Mapping[str, tuple[str, ...]]] = {
 }
 """Flags that set a field of the default policy level (over a config's [policies])."""
 _FROM_FILE: Final = {
-    "concurrency": "concurrency",
+    "parallel_entities": "parallel_entities",
     "lease_wait": "lease_wait",
     "budget_redis": "budget_redis",
 }
@@ -124,7 +125,7 @@ def prepare_run(
 _STORED: Final = (
     "store",
     "dest",
-    "concurrency",
+    "parallel_entities",
     "lease_wait",
     "budget_redis",
     "policies",
@@ -153,7 +154,7 @@ def prepare_resume(ctx: click.Context, spec: JobSpec, opts: dict[str, Any]) -> P
     settings = dict(opts)
     policies = None
     if isinstance(stored, Mapping):
-        for flag, value in (stored.get("settings") or {}).items():
+        for flag, value in renamed_settings(stored.get("settings")).items():
             if flag not in typed and flag != "store":
                 settings[flag] = value
         policies = stored.get("policies")
@@ -186,13 +187,15 @@ def policy_document(prepared: Prepared) -> Mapping[str, Any] | None:
     stored = prepared.params.get(CONFIG_KEY)
     flagged = set(prepared.overrides)
     if isinstance(stored, Mapping):
-        flagged |= set(stored.get("overrides") or ())
+        flagged |= {RENAMED_SETTINGS.get(o, o) for o in stored.get("overrides") or ()}
     for flag in flagged & set(FLAG_POLICY):
         table = doc.setdefault("default", {})
         *parents, leaf = FLAG_POLICY[flag]
         for parent in parents:
             table = table.setdefault(parent, {})
         table[leaf] = prepared.settings[flag]
+        if leaf == "pages_in_flight":
+            table.pop("concurrency", None)  # the deprecated key the flag replaces
     return doc
 
 

@@ -74,7 +74,7 @@ def _trace(job_id: str | None, entity: str | None, url: str) -> EntityTrace | No
     _must_exist(url)
 
     async def read() -> EntityTrace:
-        from statesync._open import open_store
+        from statesync._cli._open import open_store
 
         store = open_store(url)
         try:
@@ -87,7 +87,7 @@ def _trace(job_id: str | None, entity: str | None, url: str) -> EntityTrace | No
 
 def _must_exist(url: str) -> None:
     """Reading a diagram must not leave an empty SQLite file behind a mistyped path."""
-    from statesync._open import _sqlite_path
+    from statesync._cli._open import _sqlite_path
 
     if url.startswith(("redis://", "rediss://", "unix://")) or url == "memory:":
         return

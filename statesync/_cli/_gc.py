@@ -6,8 +6,8 @@ import json
 
 import click
 
+from statesync._cli._open import open_destination, open_store
 from statesync._gc import collect_orphan_staging, find_orphan_staging
-from statesync._open import open_destination, open_store
 from statesync.destination import StagedTable
 
 

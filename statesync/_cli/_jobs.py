@@ -14,7 +14,6 @@ from typing import Any, NoReturn, TypeVar
 import click
 from rich.console import Console
 
-from statesync._budget import RedisBudgets
 from statesync._cancel import cancel_job
 from statesync._cli import _config
 from statesync._cli._contract import (
@@ -28,6 +27,10 @@ from statesync._cli._contract import (
     exit_for_outcomes,
     resume_hint,
 )
+from statesync._cli._display import ChunkLines, LeaseLines
+from statesync._cli._open import open_destination, open_store
+from statesync._cli._progress_display import ProgressDisplay
+from statesync._cli._renamed import RenamedFlagsCommand
 from statesync._cli._status import existing_store, status_table
 from statesync._cli._validate import (
     NON_NEGATIVE_FLOAT,
@@ -40,18 +43,17 @@ from statesync._cli._validate import (
     check_store,
     check_tables,
 )
-from statesync._display import ChunkLines, LeaseLines
 from statesync._instances import Instance, resolve_instance
-from statesync._listeners import LoggingListener, ProgressDisplay
+from statesync._listeners import LoggingListener
 from statesync._models import SyncMode
 from statesync._namespace import effective_namespace
-from statesync._open import open_destination, open_store
 from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
 from statesync._sandbox_flags import NAMED_FAULTS, PAYLOAD_HELP
 from statesync._status import job_status
 from statesync.adapters.local import JobResult, LocalRunner
 from statesync.errors import DestinationError, StatesyncError, StoreError, UnknownEntityError
 from statesync.events import Listener
+from statesync.stores._redis_budget import RedisBudgets
 
 Display = ProgressDisplay | ChunkLines
 
@@ -105,11 +107,11 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--page-size", type=POSITIVE_INT, default=100, show_default=True),
         click.option(
-            "--concurrency",
+            "--parallel-entities",
             type=POSITIVE_INT,
             default=4,
             show_default=True,
-            help="Entities synced at once.",
+            help="Entities synced at once (was --concurrency).",
         ),
         click.option(
             "--attempts",
@@ -136,11 +138,12 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("-v", "--verbose", is_flag=True, help="Log every event (stderr)."),
         click.option(
-            "--concurrency-pages",
+            "--pages-in-flight",
             type=POSITIVE_INT,
             default=1,
             show_default=True,
-            help="Requests in flight per entity (offset pages, time windows).",
+            help="Requests in flight per entity (offset pages, time windows; was "
+            "--concurrency-pages).",
         ),
         click.option(
             "--target-chunk-seconds",
@@ -183,7 +186,7 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-@click.command()
+@click.command(cls=RenamedFlagsCommand)
 @click.option(
     "--connector",
     default=None,
@@ -275,7 +278,7 @@ def run(
     sys.exit(_run(go))
 
 
-@click.command()
+@click.command(cls=RenamedFlagsCommand)
 @click.argument("job_id")
 @click.option("--retry-failed", is_flag=True, help="Resume entities that had failed too.")
 @_common
@@ -320,7 +323,7 @@ def _build_runner(
     *,
     store: str,
     dest: str,
-    concurrency: int,
+    parallel_entities: int,
     attempts: int,
     lease_wait: float,
     policies: str | None,
@@ -360,7 +363,7 @@ def _build_runner(
         destination=open_destination(dest),
         policies=policy_set,
         budgets=RedisBudgets.from_url(budget_redis) if budget_redis else None,
-        concurrency=concurrency,
+        parallel_entities=parallel_entities,
         listeners=listeners,
         lease_wait=lease_wait,
         namespace=namespace,
@@ -384,7 +387,7 @@ def _policies(
         max_iterations=flags["max_iterations"],
         page_size=flags["page_size"],
         lease_ttl=flags["lease_ttl"],
-        concurrency=flags["concurrency_pages"],
+        pages_in_flight=flags["pages_in_flight"],
         target_duration=flags["target_chunk_seconds"],
         min_iterations=flags["min_iterations"],
         rate_limit=flags["rate_limit"],
@@ -582,6 +585,6 @@ def _sizes(pairs: tuple[str, ...]) -> dict[str, int]:
 @click.option("--records", default=250, show_default=True, help="Customers in the emulator.")
 def demo(db: str, records: int) -> None:
     """Sync several Stripe entities from the built-in emulator into a SQLite file."""
-    from statesync._demo import run_demo
+    from statesync._cli._demo import run_demo
 
     sys.exit(_run(lambda: run_demo(Path(db), records, _console())))

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from statesync._cli._config import describe
 from statesync._cli._contract import command_error, emit, json_mode
-from statesync._open import open_store
+from statesync._cli._open import open_store
 from statesync._status import JobStatus, Liveness, job_status
 from statesync._urls import check_store_url
 from statesync.errors import ConfigurationError, StatesyncError, UnknownJobError

@@ -29,9 +29,10 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from statesync._extras import Extra
 from statesync._failpoints import crash_point
 from statesync._models import Record, SyncMode
 from statesync.destination import StagedTable, StagingCheck
@@ -44,20 +45,19 @@ from statesync.destinations._names import (
 from statesync.errors import (
     ConfigurationError,
     DestinationError,
-    MissingExtraError,
     StaleFenceError,
 )
 
-try:
+_PSYCOPG = Extra("the PostgreSQL destination", "postgres", "psycopg")
+with _PSYCOPG.importing():
     import psycopg
     from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise MissingExtraError("the PostgreSQL destination", "postgres", "psycopg") from exc
 
 _T = TypeVar("_T")
-_Conn = psycopg.AsyncConnection[tuple[Any, ...]]
-_Work = Callable[[_Conn], Awaitable[_T]]
+if TYPE_CHECKING:
+    _Conn: TypeAlias = psycopg.AsyncConnection[tuple[Any, ...]]
+    _Work: TypeAlias = Callable[[_Conn], Awaitable[_T]]
 _Row = tuple[str, str, datetime | None, datetime | None, datetime]
 
 _DEFAULTS: dict[str, Any] = {"connect_timeout": 10, "application_name": "statesync"}
@@ -212,6 +212,7 @@ class PostgresDestination:
         application_name: str | None = None,
         connect_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
+        _PSYCOPG.require()
         self.schema = validate_schema(schema)
         self._dsn = dsn
         given = _conninfo(dsn)

@@ -6,6 +6,7 @@ request log to assert on.  APIs are plugins (see ``ApiPlugin``) mounted under
 a path prefix in one shared server.
 """
 
+from . import _requires  # noqa: F401  (first: names the missing extra)
 from ._api import ApiPlugin, ApiRequest, ApiResponse, RecordMaker
 from ._close import CloseApi, CloseRateLimit
 from ._config import DEFAULT_SIZES, SandboxConfig

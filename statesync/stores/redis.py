@@ -18,21 +18,21 @@ from typing import Any, Final, TypeVar
 import attrs
 
 from statesync._converter import dumps, loads
+from statesync._extras import Extra
 from statesync._models import EntityRecord, JobSpec, Lease, TransitionRecord
 from statesync.errors import (
     ConflictError,
     LeaseError,
-    MissingExtraError,
     UnknownJobError,
-    translate,
 )
 from statesync.stores._redis_keys import Keys
 
-try:
+_REDIS = Extra("RedisStateStore", "redis", "redis")
+with _REDIS.importing():
     import redis.asyncio as aioredis
     from redis.exceptions import RedisError
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise MissingExtraError("RedisStateStore", "redis", "redis") from exc
+
+    from statesync.stores._redis_errors import map_redis_error  # imports redis
 
 T = TypeVar("T")
 
@@ -140,6 +140,7 @@ class RedisStateStore:
     ) -> None:
         if history_limit < 1:
             raise ValueError(f"history_limit must be at least 1, got {history_limit}")
+        _REDIS.require()
         self._client = client
         self._keys = Keys(prefix)
         self._history_limit = history_limit
@@ -162,6 +163,7 @@ class RedisStateStore:
         finished_ttl: float = 7 * 86400,
     ) -> RedisStateStore:
         """A store with its own client for ``url`` (closed by :meth:`aclose`)."""
+        _REDIS.require()
         client = aioredis.Redis.from_url(url)
         store = cls(client, prefix=prefix, history_limit=history_limit, finished_ttl=finished_ttl)
         store._owns_client = True
@@ -177,7 +179,7 @@ class RedisStateStore:
         try:
             return await pending
         except RedisError as exc:
-            raise translate(exc) from exc
+            raise map_redis_error(exc) from exc
 
     async def create_job(self, job: JobSpec, records: Sequence[EntityRecord]) -> None:
         names = [rec.entity for rec in records]

@@ -30,6 +30,7 @@ point and resumes it.
 
 from __future__ import annotations
 
+from statesync.testing import _requires  # noqa: F401  (first: names the missing extra)
 from statesync.testing._contract import STATUS_KINDS, ConnectorContract
 from statesync.testing._crash import CrashResume, crash_then_resume, statesync
 from statesync.testing._source import (

@@ -141,7 +141,7 @@ class ConnectorContract:
         )
         if conn.partitioning(src.entity) is None and not conn.plan_pages(first, 2):
             pytest.skip("the connector plans no pages and offers no windows")
-        chunk = ChunkPolicy(max_iterations=3, page_size=self.page_size, concurrency=4)
+        chunk = ChunkPolicy(max_iterations=3, page_size=self.page_size, pages_in_flight=4)
         destination = MemoryDestination()
         runner = LocalRunner(
             connector=conn,

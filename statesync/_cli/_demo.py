@@ -14,8 +14,8 @@ from typing import Any
 
 from rich.console import Console
 
-from statesync._display import ChunkLines, status_table
-from statesync._listeners import ProgressDisplay
+from statesync._cli._display import ChunkLines, status_table
+from statesync._cli._progress_display import ProgressDisplay
 from statesync._policy import ChunkPolicy, RetryPolicy
 from statesync.events import Listener
 

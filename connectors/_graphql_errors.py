@@ -5,8 +5,9 @@ failure *is* lives in ``extensions.code`` (Apollo, Hasura, Shopify...), a top-le
 ``type`` (GitHub) or only in the message. Codes are read first, messages second, and
 the most actionable kind wins when several errors disagree: a rate limit must be waited
 out even when it comes with other errors, and an auth failure must not be retried.
-``statesync.errors.translate`` calls :func:`error_from_graphql` for gql's
-``TransportQueryError``, so every caller of gql gets the same answer.
+:func:`map_gql_error` maps the rest of gql's transport exceptions, and calls
+:func:`error_from_graphql` for its ``TransportQueryError``, so every caller of gql gets
+the same answer.
 """
 
 from __future__ import annotations
@@ -15,13 +16,19 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gql.transport import exceptions as gqlx
+
+from statesync._internal import internal_error
+from statesync.connectors._http_errors import map_httpx_error
 from statesync.errors import (
     AuthError,
     BadRequestError,
     ConnectorError,
     ErrorKind,
+    MalformedResponseError,
     RateLimitedError,
     TransientError,
+    error_for_status,
     parse_retry_after,
 )
 
@@ -77,6 +84,37 @@ _CLASSES: Mapping[ErrorKind, type[ConnectorError]] = {
 _RETRY_KEYS = ("retryAfter", "retry_after", "retryAfterSeconds", "retry-after")
 MAX_MESSAGE = 200
 """Characters of a server message kept in an error (they can be long, and are logged)."""
+
+
+def map_gql_error(exc: Exception, *, request: str | None) -> ConnectorError:
+    """The typed error for an exception of gql's transport; anything else is a bug (the
+    typed internal error, not retried by default)."""
+    if isinstance(exc, ConnectorError):
+        return exc
+    error = _from_gql(exc, request) or internal_error(exc, "unexpected error from gql")
+    error.__cause__ = exc
+    return error
+
+
+def _from_gql(exc: Exception, request: str | None) -> ConnectorError | None:
+    if isinstance(exc, gqlx.TransportQueryError):
+        # The server answered with GraphQL ``errors`` (usually in a 200): their codes and
+        # messages say whether to wait, retry or give up, so they are read, not lumped.
+        return error_from_graphql(exc.errors, request)
+    if isinstance(exc, gqlx.TransportServerError):
+        code = exc.code or 500
+        return error_for_status(code, f"GraphQL server answered HTTP {code}", request=request)
+    if isinstance(exc, gqlx.TransportProtocolError):
+        # gql appends the whole body (an HTML error page, say): keep its start only.
+        return MalformedResponseError(f"not a GraphQL response: {str(exc)[:200]}", request=request)
+    if isinstance(exc, gqlx.TransportConnectionFailed) and exc.__cause__ is not None:
+        # gql wraps httpx's exceptions; the cause tells a timeout from a refused connection.
+        inner = map_httpx_error(exc.__cause__, request=request)
+        if inner is not None:
+            return inner
+    if isinstance(exc, gqlx.TransportError):
+        return TransientError(f"GraphQL transport error: {type(exc).__name__}", request=request)
+    return None
 
 
 def error_from_graphql(errors: Sequence[Any] | None, request: str | None) -> ConnectorError:

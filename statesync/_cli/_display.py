@@ -95,11 +95,11 @@ def status_rows(records: Sequence[EntityRecord]) -> list[dict[str, Any]]:
 
 
 def _row(r: EntityRecord, now: datetime) -> dict[str, Any]:
-    end = r.updated_at if r.state.is_final or r.state is SyncState.FAILED else now
+    end = r.updated_at if r.state.is_terminal else now
     elapsed = (end - r.created_at).total_seconds() if r.created_at and end else None
     rate = r.records / elapsed if elapsed and elapsed > 0 else None
     eta = None
-    if rate and r.total_hint and not r.state.is_final and r.total_hint > r.records:
+    if rate and r.total_hint and not r.state.is_done and r.total_hint > r.records:
         eta = (r.total_hint - r.records) / rate
     return {
         "entity": r.entity,
