@@ -35,7 +35,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import inngest
-from inngest_executor import Executor, serving
 
 from statesync import ChunkPolicy, PolicySet
 from statesync.adapters.inngest import (
@@ -47,6 +46,7 @@ from statesync.adapters.inngest import (
 from statesync.connectors.memory import MemoryConnector
 from statesync.destinations.memory import MemoryDestination
 from statesync.stores.memory import MemoryStateStore
+from support.inngest_executor import Executor, serving
 
 IN_RUN_LIMIT = 1.1
 ACROSS_RUNS_LIMIT = 1.2

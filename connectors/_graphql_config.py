@@ -24,15 +24,20 @@ from typing import Any
 import attrs
 from attrs import frozen
 
+from statesync._frozen import FrozenDict
 from statesync.connectors.graphql import GraphQLEntity
 from statesync.errors import ConfigurationError
 
 _TOP = {"auth_header", "auth_scheme", "entities"}
 
 
+def _entities(value: Mapping[str, GraphQLEntity]) -> Mapping[str, GraphQLEntity]:
+    return FrozenDict(value)
+
+
 @frozen
 class GraphQLConfig:
-    entities: Mapping[str, GraphQLEntity]
+    entities: Mapping[str, GraphQLEntity] = attrs.field(converter=_entities)
     auth_header: str = "Authorization"
     auth_scheme: str = "Bearer"
 

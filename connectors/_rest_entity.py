@@ -8,11 +8,12 @@ at load, before any request.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
 import attrs
 from attrs import field, frozen
 
+from statesync._frozen import EMPTY, FrozenDict, frozen_mapping
 from statesync._models import JSON
 from statesync.connectors._rest_http import TIME_FORMATS
 from statesync.connectors._rest_paging import (
@@ -27,8 +28,12 @@ from statesync.errors import ConfigurationError, ErrorKind
 AuthType = Literal["none", "bearer", "basic", "api_key"]
 
 
-def _dict(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return dict(value or {})
+def _strings(value: Mapping[str, str] | None) -> Mapping[str, str]:
+    return frozen_mapping(value)
+
+
+def _kinds(value: Mapping[str, ErrorKind | str] | None) -> Mapping[str, ErrorKind]:
+    return FrozenDict({k: ErrorKind(v) for k, v in (value or {}).items()})
 
 
 @frozen
@@ -92,8 +97,8 @@ class RESTAuth:
 
 @frozen
 class _Credentials:
-    headers: Mapping[str, str] = field(factory=dict)
-    query: Mapping[str, str] = field(factory=dict)
+    headers: Mapping[str, str] = field(default=EMPTY, converter=_strings)
+    query: Mapping[str, str] = field(default=EMPTY, converter=_strings)
     auth: tuple[str, str] | None = None
     secrets: tuple[str, ...] = ()
 
@@ -124,9 +129,9 @@ class RESTEntity:
     path: str
     paginator: Paginator = field(factory=LinkHeaderPaginator)
     method: Literal["GET", "POST"] = "GET"
-    params: Mapping[str, JSON] = field(factory=dict, converter=_dict)
-    body: Mapping[str, JSON] = field(factory=dict, converter=_dict)
-    headers: Mapping[str, str] = field(factory=dict, converter=_dict)
+    params: Mapping[str, JSON] = field(default=EMPTY, converter=frozen_mapping)
+    body: Mapping[str, JSON] = field(default=EMPTY, converter=frozen_mapping)
+    headers: Mapping[str, str] = field(default=EMPTY, converter=_strings)
     params_in: Literal["query", "body"] | None = None
     records_path: str = ""
     id_field: str = "id"
@@ -146,7 +151,7 @@ class RESTEntity:
     earliest: int | None = None
     error_path: str | None = None
     error_code_path: str | None = None
-    error_kinds: Mapping[str, ErrorKind] = field(factory=dict, converter=_dict)
+    error_kinds: Mapping[str, ErrorKind] = field(default=EMPTY, converter=_kinds)
 
     def __attrs_post_init__(self) -> None:
         for problem in _problems(self):

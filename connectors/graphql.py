@@ -49,6 +49,7 @@ import attrs
 import httpx
 from attrs import field, frozen
 
+from statesync._frozen import EMPTY, frozen_mapping
 from statesync._models import JSON, FetchState, Page, PageRequest, ResumableFetchOptions, SyncMode
 from statesync._ratelimit import rate_info_from_headers, retry_after_from_headers
 from statesync.connector import BaseConnector, Partitioning
@@ -101,7 +102,7 @@ class GraphQLEntity:
     id_field: str = "id"
     updated_field: str | None = None
     created_field: str | None = None
-    variables: Mapping[str, JSON] = field(factory=dict, converter=dict)
+    variables: Mapping[str, JSON] = field(default=EMPTY, converter=frozen_mapping)
     since_variable: str | None = None
     operation_name: str | None = None
     max_page_size: int = field(default=100, validator=attrs.validators.ge(1))

@@ -14,6 +14,7 @@ from cattrs.errors import BaseValidationError
 from cattrs.gen import make_dict_structure_fn, override
 from cattrs.preconf.json import make_converter
 
+from statesync._frozen import FrozenDict
 from statesync._models import ErrorInfo
 from statesync.errors import ErrorKind, StoreError
 
@@ -22,6 +23,12 @@ T = TypeVar("T")
 converter: Final = make_converter(forbid_extra_keys=False)
 converter.register_unstructure_hook(datetime, lambda d: d.isoformat())
 converter.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
+# Frozen mappings leave as plain dicts (their tuples as lists) and come back through the
+# classes' converters, which freeze them again: checkpoints stored before keep loading.
+converter.register_unstructure_hook(
+    FrozenDict, lambda d: {k: converter.unstructure(v) for k, v in d.items()}
+)
+converter.register_structure_hook(FrozenDict, lambda v, _: FrozenDict(v))
 
 
 def _stored_kind(value: str, _: object) -> ErrorKind:

@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 from attrs import field, frozen
 
+from statesync._frozen import EMPTY, frozen_mapping
 from statesync.errors import ErrorKind
 
 WATERMARK_MARGIN = timedelta(minutes=5)
@@ -59,8 +60,8 @@ class SyncState(enum.StrEnum):
         return self.is_done
 
 
-def _frozen_mapping(value: Mapping[str, JSON] | None) -> Mapping[str, JSON]:
-    return dict(value or {})
+def _frozen_optional(value: Mapping[str, JSON] | None) -> Mapping[str, JSON] | None:
+    return None if value is None else frozen_mapping(value)
 
 
 @frozen
@@ -89,7 +90,7 @@ class Partition:
     offset: int | None = None
     records: int = 0
     done: bool = False
-    metadata: Mapping[str, JSON] = field(factory=dict, converter=_frozen_mapping)
+    metadata: Mapping[str, JSON] = field(default=EMPTY, converter=frozen_mapping)
 
     @property
     def window(self) -> TimeWindow:
@@ -116,7 +117,8 @@ class FetchState:
 
     ``offset`` serves offset pagination, ``cursor`` cursor pagination; ``metadata``
     holds what a connector needs beyond them (a date window, say). It must stay
-    JSON-compatible, because it is checkpointed as is.
+    JSON-compatible, because it is checkpointed as is; it is stored deeply frozen (an
+    immutable mapping, lists as tuples), so a state is hashable and cannot change.
     """
 
     offset: int | None = None
@@ -136,7 +138,7 @@ class FetchState:
     iterations_in_chunk: int = 0
     """Pages fetched in the current chunk (reset to 0 by :meth:`new_chunk`); the chunk
     ends when it reaches ``ResumableFetchOptions.max_iterations``."""
-    metadata: Mapping[str, JSON] = field(factory=dict, converter=_frozen_mapping)
+    metadata: Mapping[str, JSON] = field(default=EMPTY, converter=frozen_mapping)
     """The connector's own position beyond offset and cursor (a date window, the ids
     already handed out at the last timestamp, a page number...), JSON-compatible and
     checkpointed as is; it is part of the position (:meth:`position`)."""
@@ -263,7 +265,7 @@ class Page:
     next_cursor: str | None = None
     """The token for the next page (exclusive: it points after this page's last record);
     becomes ``FetchState.cursor``. ``None`` for offset walks or at the end."""
-    metadata: Mapping[str, JSON] | None = None
+    metadata: Mapping[str, JSON] | None = field(default=None, converter=_frozen_optional)
     """The connector's next position beyond offset/cursor; ``None`` keeps the previous
     ``FetchState.metadata``, a mapping (even empty) replaces it."""
     total: int | None = None
@@ -383,7 +385,7 @@ class JobSpec:
     connector: str
     entities: tuple[str, ...]
     mode: SyncMode = SyncMode.FULL
-    params: Mapping[str, JSON] = field(factory=dict, converter=_frozen_mapping)
+    params: Mapping[str, JSON] = field(default=EMPTY, converter=frozen_mapping)
     created_at: datetime | None = None
 
 

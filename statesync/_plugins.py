@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any, Final, TypeAlias
 
+from statesync._frozen import thaw
 from statesync._models import JobSpec
 from statesync.connector import BaseConnector
 from statesync.errors import ConfigurationError
@@ -96,7 +97,9 @@ def connector_options(spec: JobSpec) -> dict[str, Any]:
     """
     stored = spec.params.get("connector")
     if isinstance(stored, Mapping):
-        return dict(stored.get("options") or {})
+        # Thawed: the job's params are frozen (tuples for lists); options are read as TOML.
+        options: dict[str, Any] = thaw(stored.get("options") or {})
+        return options
     legacy = {k: v for k, v in spec.params.items() if k in ("base_url", "graphql_config")}
     return {**legacy, "entities": list(spec.entities)}
 

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import attrs
 from attrs import field, frozen, validators
 
+from statesync._frozen import FrozenDict
 from statesync._ratelimit import ABSURD_WAIT
 from statesync.errors import ConnectorError, ErrorKind
 
@@ -104,7 +105,7 @@ class KindOverride:
 def _kind_overrides(
     value: Mapping[ErrorKind, KindOverride] | Mapping[str, KindOverride],
 ) -> Mapping[ErrorKind, KindOverride]:
-    return {ErrorKind(k): v for k, v in value.items()}
+    return FrozenDict({ErrorKind(k): v for k, v in value.items()})
 
 
 @frozen
@@ -139,10 +140,7 @@ class RetryPolicy:
     """Seconds without progress after which a server-timed rate limit is given up."""
     max_wait: float = field(default=2 * 3600.0, validator=_finite_positive)
     """The longest server-asked wait that is slept; a longer one fails the entity."""
-    # Left out of the hash (a dict is not hashable) but not out of equality.
-    kinds: Mapping[ErrorKind, KindOverride] = field(
-        factory=dict, converter=_kind_overrides, hash=False
-    )
+    kinds: Mapping[ErrorKind, KindOverride] = field(factory=dict, converter=_kind_overrides)
 
     def for_kind(self, kind: ErrorKind) -> RetryPolicy:
         """This policy as it applies to errors of ``kind`` (itself when nothing changes)."""
@@ -322,6 +320,14 @@ class ChunkPolicy:
         return max(self.min_iterations, min(self.max_iterations, wanted))
 
 
+def _retry_table(value: Mapping[str, RetryPolicy]) -> Mapping[str, RetryPolicy]:
+    return FrozenDict(value)
+
+
+def _chunk_table(value: Mapping[str, ChunkPolicy]) -> Mapping[str, ChunkPolicy]:
+    return FrozenDict(value)
+
+
 @frozen
 class PolicySet:
     """Retry and chunk policies resolved per connector and entity.
@@ -332,9 +338,9 @@ class PolicySet:
 
     retry: RetryPolicy = RetryPolicy()
     chunk: ChunkPolicy = ChunkPolicy()
-    retry_overrides: Mapping[str, RetryPolicy] = field(factory=dict)
+    retry_overrides: Mapping[str, RetryPolicy] = field(factory=dict, converter=_retry_table)
     """Keys are ``"connector"`` or ``"connector.entity"``."""
-    chunk_overrides: Mapping[str, ChunkPolicy] = field(factory=dict)
+    chunk_overrides: Mapping[str, ChunkPolicy] = field(factory=dict, converter=_chunk_table)
 
     def retry_for(self, connector: str, entity: str | None = None) -> RetryPolicy:
         """The entity's policy; without ``entity``, the connector's own level."""

@@ -3,7 +3,7 @@
 Implementations: :mod:`statesync.destinations.memory`,
 :mod:`statesync.destinations.sqlite` (the embedded default) and
 :mod:`statesync.destinations.postgres` (``statesync[postgres]``). Each passes the
-``DestinationContract`` suite in ``tests/destination_contract.py``.
+``DestinationContract`` suite in ``tests/support/destination_contract.py``.
 
 The contract that makes resume exact:
 

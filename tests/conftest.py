@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from redis_support import RedisServer, redis_answers
+
+from support.redis_server import RedisServer, redis_answers
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +41,14 @@ def redis_server(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
 def key_prefix() -> str:
     """A Redis key prefix private to one test, so tests can share one server."""
     return f"statesync-test-{uuid.uuid4().hex[:12]}"
+
+
+# Contract tests (from statesync.testing) that resume a walk from every state it passed:
+# thorough, a second or more each per connector style, so outside the fast subset.
+_SLOW_CONTRACT_TESTS = frozenset({"test_resume_from_every_midway_state"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if getattr(item, "originalname", item.name) in _SLOW_CONTRACT_TESTS:
+            item.add_marker(pytest.mark.slow)

@@ -8,26 +8,20 @@ sync), the destination SQLite or memory.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import inngest
 import pytest
-from inngest_executor import Executor, serving
 
-from statesync import ChunkPolicy, JobSpec, PolicySet, RetryPolicy, SyncState
+from statesync import ChunkPolicy, PolicySet, SyncState
 from statesync.adapters.inngest import (
     MAX_CHUNKS_PER_RUN,
     job_instance,
     job_requested,
     sync_functions,
 )
-from statesync.connector import BaseConnector
 from statesync.connectors.memory import MemoryConnector
-from statesync.connectors.stripe import StripeConnector
-from statesync.destination import Destination
 from statesync.destinations.memory import MemoryDestination
 from statesync.destinations.sqlite import SQLiteDestination
 from statesync.errors import AuthError
@@ -35,10 +29,18 @@ from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 from statesync.store import StateStore
 from statesync.stores.memory import MemoryStateStore
 from statesync.stores.redis import RedisStateStore
+from support.inngest_app import (
+    SIZES,
+    assert_exact,
+    functions,
+    job_output,
+    rows,
+    stripe,
+)
+from support.inngest_executor import Executor, serving
 
-SIZES = {"customers": 300, "invoices": 40, "charges": 50}
-RETRY = RetryPolicy(attempts=5, initial_delay=2, jitter=0)
-ONE_PAGE_CHUNKS = PolicySet(retry=RETRY, chunk=ChunkPolicy(max_iterations=1, page_size=10))
+# Slow: whole syncs served over HTTP (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -55,48 +57,8 @@ async def redis_store(redis_url: str, key_prefix: str) -> AsyncIterator[RedisSta
     await store.aclose()
 
 
-def stripe(sandbox: Sandbox) -> Mapping[str, Callable[[JobSpec], BaseConnector]]:
-    key, url = sandbox.config.api_key, sandbox.url
-    return {"stripe": lambda spec: StripeConnector(key, base_url=url)}
-
-
-def functions(
-    connectors: Mapping[str, Callable[[JobSpec], BaseConnector]],
-    store: StateStore,
-    destination: Destination,
-    **kw: Any,
-) -> Callable[[inngest.Inngest], list[inngest.Function[Any]]]:
-    kw.setdefault("policies", ONE_PAGE_CHUNKS)
-    kw.setdefault("namespaces", "")  # the shared tables: these tests are about chunks
-
-    def make(client: inngest.Inngest) -> list[inngest.Function[Any]]:
-        return sync_functions(
-            client, connectors=connectors, store=store, destination=destination, **kw
-        )
-
-    return make
-
-
-def live_ids(db: Path, entity: str) -> list[str]:
-    with sqlite3.connect(db) as conn:
-        return [r[0] for r in conn.execute(f'SELECT id FROM "{entity}"')]
-
-
-def assert_exact(sandbox: Sandbox, db: Path, entity: str) -> None:
-    got = live_ids(db, entity)
-    assert len(got) == len(set(got)), f"{entity}: duplicated rows"
-    assert set(got) == {r["id"] for r in sandbox.snapshot(entity)}, f"{entity}: rows differ"
-
-
 def chunk_steps(ex: Executor, entity: str) -> list[str]:
     return [n for r in ex.runs for n in r.step_names if n.startswith(f"sync-{entity}-chunk-")]
-
-
-def job_output(ex: Executor) -> dict[str, Any]:
-    (job,) = ex.runs_of("-job")
-    assert job.status == "completed", job.error
-    out: dict[str, Any] = job.output
-    return out
 
 
 async def test_thirty_chunks_run_as_one_step_each(
@@ -197,10 +159,6 @@ async def test_a_lost_step_response_neither_refetches_nor_skips(
     assert_exact(sandbox, db, "customers")
     rec = await redis_store.get_entity("jlost", "customers")
     assert rec.state is SyncState.COMPLETE and rec.api_calls == 30
-
-
-def rows(n: int) -> list[dict[str, Any]]:
-    return [{"id": f"r{i:05d}", "n": i} for i in range(n)]
 
 
 async def test_a_1200_chunk_sync_spans_several_bounded_runs() -> None:

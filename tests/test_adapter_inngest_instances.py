@@ -17,8 +17,6 @@ from typing import Any
 
 import inngest
 import pytest
-from inngest_executor import Executor, serving
-from namespace_support import table
 
 from statesync import (
     ChunkPolicy,
@@ -39,6 +37,8 @@ from statesync.errors import ConfigurationError
 from statesync.sandbox import Sandbox, SandboxConfig
 from statesync.store import StateStore
 from statesync.stores.redis import RedisStateStore
+from support.inngest_executor import Executor, serving
+from support.namespace import table
 
 POLICIES = PolicySet(
     retry=RetryPolicy(attempts=5, initial_delay=2, jitter=0),

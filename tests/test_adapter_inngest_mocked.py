@@ -14,13 +14,13 @@ from typing import Any
 import inngest
 import pytest
 from inngest.experimental import mocked
-from namespace_support import table
 
 from statesync import ChunkPolicy, PolicySet, SyncState
 from statesync.adapters.inngest import StepConflictError, job_requested, sync_functions
 from statesync.connectors.memory import MemoryConnector
 from statesync.destinations.memory import MemoryDestination
 from statesync.stores.memory import MemoryStateStore
+from support.namespace import table
 
 
 class Recording(mocked.Inngest):

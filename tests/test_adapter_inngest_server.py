@@ -18,16 +18,6 @@ from typing import Any
 
 import inngest
 import pytest
-from inngest_executor import Cel, ExecutorError, Run, serving
-from redis_support import RedisServer
-from test_adapter_inngest import (
-    SIZES,
-    assert_exact,
-    functions,
-    job_output,
-    rows,
-    stripe,
-)
 
 from statesync import ChunkPolicy, EntityRecord, JobSpec, PolicySet, RetryPolicy, SyncMode
 from statesync.adapters._inngest_model import literal, retry_after
@@ -46,6 +36,19 @@ from statesync.errors import ConfigurationError
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 from statesync.stores.memory import MemoryStateStore
 from statesync.stores.redis import RedisStateStore
+from support.inngest_app import (
+    SIZES,
+    assert_exact,
+    functions,
+    job_output,
+    rows,
+    stripe,
+)
+from support.inngest_executor import Cel, ExecutorError, Run, serving
+from support.redis_server import RedisServer
+
+# Slow: whole syncs served over HTTP (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -364,6 +367,7 @@ def test_the_failure_handler_is_its_own_function_with_retries() -> None:
     main = config.main
     assert main.steps["step"].retries is not None and main.steps["step"].retries.attempts == 4
     (trigger,) = main.triggers
+    assert isinstance(trigger, inngest.TriggerEvent)
     assert trigger.event == "inngest/function.failed"
     assert Cel().true(
         trigger.expression, {"event": {"data": {"function_id": "failure-cfg-statesync-entity"}}}

@@ -16,10 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from namespace_support import table
-from test_crash_resume import wait_for_requests
 
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
+from support.cli import GRAPHQL_CONFIG, args, env, run_cmd, status
+from support.crash import wait_for_requests
+from support.namespace import table
+
+# Slow: drives the CLI in subprocesses (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
 
 STATESYNC = str(Path(sys.executable).with_name("statesync"))
 SIZES = {"customers": 60, "invoices": 30}
@@ -31,55 +35,9 @@ def sandbox() -> Iterator[Sandbox]:
         yield running
 
 
-def args(tmp: Path) -> list[str]:
-    return [
-        "--store",
-        f"sqlite:///{tmp / 's.db'}",
-        "--dest",
-        f"sqlite:///{tmp / 'd.db'}",
-        "--max-iterations",
-        "2",
-        "--page-size",
-        "10",
-        "--attempts",
-        "2",
-    ]
-
-
-def env(sandbox: Sandbox) -> dict[str, str]:
-    return {**os.environ, "STATESYNC_API_KEY": sandbox.config.api_key, "COLUMNS": "150"}
-
-
-def run_cmd(sandbox: Sandbox, tmp: Path, *entities: str, connector: str = "stripe") -> list[str]:
-    names = entities or ("customers", "invoices")
-    chosen = [a for e in names for a in ("--entity", e)]
-    base = f"{sandbox.url}/api/v1" if connector == "close" else sandbox.url
-    return [
-        STATESYNC,
-        "run",
-        "--connector",
-        connector,
-        "--base-url",
-        base,
-        *chosen,
-        "--job-id",
-        "j1",
-        *args(tmp),
-    ]
-
-
 def run(sandbox: Sandbox, tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     cmd = [*run_cmd(sandbox, tmp), *extra]
     return subprocess.run(cmd, capture_output=True, text=True, env=env(sandbox), timeout=120)
-
-
-def status(tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [STATESYNC, "status", "j1", "--store", f"sqlite:///{tmp / 's.db'}", *extra],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_complete_job_exits_0_and_status_shows_every_entity(
@@ -262,22 +220,6 @@ def test_concurrency_and_rate_flags(tmp_path: Path) -> None:
         with sqlite3.connect(tmp_path / "d.db") as db:
             ids = [r[0] for r in db.execute(f'SELECT id FROM "{table("lead", "close")}"')]
         assert sorted(ids) == sorted(r["id"] for r in sandbox.snapshot("close.lead"))
-
-
-GRAPHQL_CONFIG = """
-[entities.tickets]
-query = '''
-query Tickets($first: Int, $after: String) {
-  workspace(slug: "acme") {
-    tickets(first: $first, after: $after) {
-      nodes { id updatedAt }
-      pageInfo { hasNextPage endCursor }
-    }
-  }
-}'''
-path = "workspace.tickets"
-updated_field = "updatedAt"
-"""
 
 
 def test_graphql_connector_from_a_config_file(tmp_path: Path) -> None:

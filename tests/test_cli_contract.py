@@ -16,11 +16,14 @@ from typing import Any
 import psycopg
 import pytest
 import redis
-from namespace_support import table
-from postgres_support import pg_schema, postgres_dsn  # noqa: F401 - fixtures
-from test_crash_resume import wait_for_requests
 
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
+from support.crash import wait_for_requests
+from support.namespace import table
+from support.postgres import pg_schema, postgres_dsn  # noqa: F401 - fixtures
+
+# Slow: drives the CLI in subprocesses (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
 
 STATESYNC = str(Path(sys.executable).with_name("statesync"))
 ENV = {**os.environ, "STATESYNC_API_KEY": "sk_test_contract", "COLUMNS": "150"}
@@ -131,8 +134,8 @@ def test_bad_input_leaves_no_redis_key_and_no_postgres_table(
     tmp_path: Path,
     redis_url: str,
     key_prefix: str,
-    postgres_dsn: str,  # noqa: F811
-    pg_schema: str,  # noqa: F811
+    postgres_dsn: str,
+    pg_schema: str,
 ) -> None:
     store = f"{redis_url}?prefix={key_prefix}"
     dest = f"{postgres_dsn}?schema={pg_schema}"

@@ -13,11 +13,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from namespace_support import table
-from test_cli import GRAPHQL_CONFIG
-from test_crash_resume import wait_for_requests
+import pytest
 
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
+from support.cli import GRAPHQL_CONFIG
+from support.crash import wait_for_requests
+from support.namespace import table
+
+# Slow: drives the CLI in subprocesses (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
 
 STATESYNC = str(Path(sys.executable).with_name("statesync"))
 

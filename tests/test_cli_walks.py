@@ -9,10 +9,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from namespace_support import table
-from test_cli import env, run_cmd, status
 
 from statesync.sandbox import Sandbox, SandboxConfig
+from support.cli import env, run_cmd, status
+from support.namespace import table
+
+# Slow: drives the CLI in subprocesses (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
 
 LEADS = 230
 

@@ -47,7 +47,7 @@ async def test_a_key_error_mid_chunk_fails_only_that_entity_with_the_frame(tmp_p
     store = SQLiteStateStore(tmp_path / "s.db")
     rec = await store.get_entity("j", "bad")
     assert rec.last_error is not None
-    assert rec.last_error.kind == ErrorKind.INTERNAL == "internal"
+    assert rec.last_error.kind == ErrorKind.INTERNAL
     assert rec.last_error.exception == "KeyError"
     assert rec.last_error.frame is not None
     assert rec.last_error.frame.endswith("in _record")

@@ -8,7 +8,6 @@ from datetime import datetime
 
 import httpx
 import pytest
-from connector_contract import ConnectorContract, MakeSource, Source, assert_exact, collect
 
 from statesync import ChunkPolicy, FetchState, PageRequest, SyncMode, SyncState
 from statesync.adapters.local import LocalRunner
@@ -31,6 +30,7 @@ from statesync.sandbox import (
     SandboxConfig,
 )
 from statesync.stores.memory import MemoryStateStore
+from support.connector_contract import ConnectorContract, MakeSource, Source, assert_exact, collect
 
 KEY = SandboxConfig().api_key
 LEADS = "/api/v1/lead/"
@@ -102,6 +102,7 @@ def windows(states: list[FetchState]) -> set[str]:
     return {s.metadata["window"] for s in states if s.metadata.get("window")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("entity", "size", "cap", "page_size"),
     [
@@ -129,6 +130,7 @@ async def test_sync_past_the_skip_cap_returns_every_record_once(
     sandbox.stop()
 
 
+@pytest.mark.slow
 async def test_resume_from_states_saved_inside_date_windows() -> None:
     sandbox = start({"close.lead": 1200}, skip_cap=200)
     expected = ids_of(sandbox, "close.lead")
@@ -326,6 +328,7 @@ def test_unusable_rate_limit_headers_are_ignored(header: str | None) -> None:
     assert parse_rate_limit(header) is None
 
 
+@pytest.mark.slow
 async def test_remaining_zero_waits_until_reset_before_the_next_request() -> None:
     # The connector reports each answer's RateLimit header; the account's budget (the
     # default one, learning the limit) waits for the reset once nothing remains.

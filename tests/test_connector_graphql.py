@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from connector_contract import ConnectorContract, MakeSource, Source
 
 from statesync import ChunkPolicy, FetchState, PageRequest, RetryPolicy, SyncMode, SyncState
 from statesync.adapters.local import LocalRunner
@@ -26,6 +25,7 @@ from statesync.errors import (
 )
 from statesync.sandbox import FaultRule, GraphQLApi, MutationRule, Sandbox, SandboxConfig
 from statesync.stores.memory import MemoryStateStore
+from support.connector_contract import ConnectorContract, MakeSource, Source
 
 TICKETS, ARTICLES = "graphql.tickets", "graphql.articles"
 TICKET_FIELDS = "id title status revision updatedAt createdAt"

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from connector_contract import ConnectorContract, MakeSource, Source
 
 from statesync.connectors.memory import MemoryConnector
+from support.connector_contract import ConnectorContract, MakeSource, Source
 
 
 @pytest.fixture
@@ -11,7 +11,9 @@ def make_source() -> MakeSource:
     async def make(size: int) -> Source:
         rows = [{"id": f"r{i:05d}", "n": i} for i in range(size)]
         conn = MemoryConnector({"things": rows})
-        return Source(conn, "things", frozenset(r["id"] for r in rows), ConnectorContract.page_size)
+        return Source(
+            conn, "things", frozenset(str(r["id"]) for r in rows), ConnectorContract.page_size
+        )
 
     return make
 

@@ -7,16 +7,18 @@ import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
+from typing import Literal
 
 import pytest
-from rest_styles import STYLES, TOTALS, rest_options
 
 from statesync import FetchState, PageRequest, SyncMode
 from statesync.connectors._rest_config import rest_from_mapping
 from statesync.connectors.rest import RESTConnector
 from statesync.sandbox import FaultRule, MutationRule, Sandbox, SandboxConfig
 from statesync.testing import Case, ConnectorContract, Source, SourceFactory, collect
+from support.rest_styles import STYLES, TOTALS, rest_options
 
+Where = Literal["head", "tail", "random"]
 ENTITY = "rest.issues"
 
 
@@ -100,7 +102,7 @@ def test_every_style_is_covered() -> None:
 
 @pytest.mark.parametrize("filtered", [True, False], ids=["reopen", "step_back"])
 @pytest.mark.parametrize("where", ["tail", "head", "random"])
-async def test_offset_drift_loses_nothing(sandbox: Sandbox, where: str, filtered: bool) -> None:
+async def test_offset_drift_loses_nothing(sandbox: Sandbox, where: Where, filtered: bool) -> None:
     """Deletes behind the walk (``tail``: the oldest) shift every offset back, deletes
     ahead (``head``: the newest) do not; inserts land ahead of an oldest-first walk."""
     sandbox.faults.clear_rules()
@@ -226,7 +228,7 @@ async def test_the_readme_line_counts_are_complete_entities(sandbox: Sandbox, st
 
 
 @pytest.mark.parametrize("where", ["tail", "random"])
-async def test_planned_concurrent_offsets_survive_drift(sandbox: Sandbox, where: str) -> None:
+async def test_planned_concurrent_offsets_survive_drift(sandbox: Sandbox, where: Where) -> None:
     from statesync import ChunkPolicy, PolicySet, RetryPolicy
     from statesync.adapters.local import LocalRunner
     from statesync.destinations.memory import MemoryDestination

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
 import pytest
-from connector_contract import ConnectorContract, MakeSource, Source
 
 from statesync import FetchState, PageRequest, SyncMode
 from statesync.connectors.stripe import StripeConnector
 from statesync.errors import AuthError, BadRequestError, MalformedResponseError, RateLimitedError
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
+from support.connector_contract import ConnectorContract, MakeSource, Source
 
 
 @pytest.fixture
@@ -36,19 +36,19 @@ class TestStripeConnector(ConnectorContract):
 
 
 @pytest.fixture
-def sandbox() -> AsyncIterator[Sandbox]:
+def sandbox() -> Iterator[Sandbox]:
     with Sandbox(SandboxConfig(sizes={"customers": 30})) as running:
-        yield running  # type: ignore[misc]
+        yield running
 
 
-def request(entity: str = "customers", cursor: str | None = None, **kw: object) -> PageRequest:
-    return PageRequest(
-        entity,
-        FetchState(cursor=cursor),
-        10,
-        kw.get("since"),  # type: ignore[arg-type]
-        kw.get("mode", SyncMode.FULL),
-    )  # type: ignore[arg-type]
+def request(
+    entity: str = "customers",
+    cursor: str | None = None,
+    *,
+    since: datetime | None = None,
+    mode: SyncMode = SyncMode.FULL,
+) -> PageRequest:
+    return PageRequest(entity, FetchState(cursor=cursor), 10, since, mode)
 
 
 async def test_wrong_key_is_an_auth_error_that_never_shows_the_key(sandbox: Sandbox) -> None:

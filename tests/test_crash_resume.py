@@ -11,19 +11,25 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from namespace_support import table
 
 from statesync.sandbox import Sandbox, SandboxConfig
+from support.crash import (
+    SIZES,
+    STATESYNC,
+    assert_exact,
+    cli,
+    live_ids,
+    sandbox,  # noqa: F401 - fixtures
+    wait_for_requests,
+)
 
-SIZES = {"customers": 130, "invoices": 75}
+# Slow: subprocess crashes and resumes (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
+
 CASES = [
     "before_fetch:1",
     "before_fetch:7",
@@ -47,25 +53,6 @@ CASES = [
     "after_finalize:1",
     "after_finalize:2",
 ]
-STATESYNC = str(Path(sys.executable).with_name("statesync"))
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(SandboxConfig(sizes=SIZES)) as running:
-        yield running
-
-
-def cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [STATESYNC, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def job_args(store: str, dest: Path) -> list[str]:
@@ -87,20 +74,6 @@ def job_args(store: str, dest: Path) -> list[str]:
         "--concurrency",
         "2",
     ]
-
-
-def live_ids(db: Path, entity: str, connector: str = "stripe") -> list[str]:
-    """The ids in ``entity``'s live table, in the job's default namespace (``stripe__``)."""
-    with sqlite3.connect(db) as conn:
-        return [r[0] for r in conn.execute(f'SELECT id FROM "{table(entity, connector)}"')]
-
-
-def assert_exact(sandbox: Sandbox, db: Path) -> None:
-    for entity in SIZES:
-        got = live_ids(db, entity)
-        expected = [r["id"] for r in sandbox.snapshot(entity)]
-        assert len(got) == len(set(got)), f"{entity}: duplicated rows"
-        assert set(got) == set(expected), f"{entity}: rows differ from the source"
 
 
 def crash_then_resume(sandbox: Sandbox, store: str, tmp: Path, point: str) -> None:
@@ -186,10 +159,3 @@ def test_second_worker_on_a_running_job_stops_with_a_clear_message(
         assert first.returncode == 0, out + err
         got = live_ids(dest, "customers")
         assert sorted(got) == sorted(r["id"] for r in sandbox.snapshot("customers"))
-
-
-def wait_for_requests(sandbox: Sandbox, n: int) -> None:
-    deadline = time.monotonic() + 30
-    while len(sandbox.log()) < n:
-        assert time.monotonic() < deadline, "the first worker never started fetching"
-        time.sleep(0.02)

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import json
 import signal
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
-from postgres_support import pg_schema, postgres_dsn  # noqa: F401 - fixtures
-from psycopg import sql
-from test_crash_resume import SIZES, cli, sandbox  # noqa: F401 - sandbox is a fixture
 
 from statesync.sandbox import Sandbox
+from support.crash import SIZES, assert_exact_pg, cli, query_pg, sandbox  # noqa: F401 - sandbox is a fixture
+from support.postgres import pg_schema, postgres_dsn  # noqa: F401 - fixtures
+
+# Slow: subprocess crashes and resumes (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
 
 # A subset of test_crash_resume.CASES: every point, and both sides of the swap.
 CASES = [
@@ -43,6 +42,10 @@ CASES = [
 JOB = "crashjob"
 
 
+SHARED = ("--namespace", "")
+"""`run`'s option for the shared tables, so the job writes into the test's ?schema=."""
+
+
 def job_args(store: str, dest: str) -> list[str]:
     """``test_crash_resume.job_args`` with any destination URL."""
     return [
@@ -52,35 +55,7 @@ def job_args(store: str, dest: str) -> list[str]:
     ]
 
 
-SHARED = ("--namespace", "")
-"""`run`'s option for the shared tables, so the job writes into the test's ?schema=."""
-
-
-def _query(dsn: str, query: sql.SQL | sql.Composed, *params: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(dsn) as conn:
-        return conn.execute(query, params).fetchall()
-
-
-def assert_exact(sandbox: Sandbox, dsn: str, schema: str) -> None:  # noqa: F811
-    for entity in SIZES:
-        table = sql.Identifier(schema, entity)
-        got = _query(dsn, sql.SQL("SELECT id, data FROM {}").format(table))
-        expected = {r["id"]: r for r in sandbox.snapshot(entity)}
-        assert len(got) == len({rid for rid, _ in got}), f"{entity}: duplicated rows"
-        assert dict(got) == expected, f"{entity}: rows differ from the source"
-        newest = max(datetime.fromtimestamp(r["created"], UTC) for r in expected.values())
-        marks = sql.Identifier(schema, "_statesync_watermarks")
-        mark = _query(
-            dsn, sql.SQL("SELECT watermark FROM {} WHERE entity = %s").format(marks), entity
-        )
-        assert mark == [(newest,)], f"{entity}: watermark"
-    tables = _query(dsn, sql.SQL("SELECT tablename FROM pg_tables WHERE schemaname = %s"), schema)
-    assert not [t for (t,) in tables if t.startswith("_stg_")], "staging tables left behind"
-    pending = sql.Identifier(schema, "_statesync_watermarks_pending")
-    assert _query(dsn, sql.SQL("SELECT * FROM {}").format(pending)) == []
-
-
-def crash_then_resume(sandbox: Sandbox, store: str, dsn: str, schema: str, point: str) -> None:  # noqa: F811
+def crash_then_resume(sandbox: Sandbox, store: str, dsn: str, schema: str, point: str) -> None:
     args = job_args(store, f"{dsn}?schema={schema}")
     env = {"STATESYNC_API_KEY": sandbox.config.api_key, "STATESYNC_CRASH_AT": point}
     entities = [a for e in SIZES for a in ("--entity", e)]
@@ -95,15 +70,15 @@ def crash_then_resume(sandbox: Sandbox, store: str, dsn: str, schema: str, point
     status = cli("status", JOB, "--store", store, "--json")
     states = {e["entity"]: e["state"] for e in json.loads(status.stdout)["entities"]}
     assert states == dict.fromkeys(SIZES, "complete")
-    assert_exact(sandbox, dsn, schema)
+    assert_exact_pg(sandbox, dsn, schema)
 
 
 @pytest.mark.parametrize("point", CASES)
 def test_postgres_destination_survives_sigkill(
-    sandbox: Sandbox,  # noqa: F811
+    sandbox: Sandbox,
     tmp_path: Path,
-    postgres_dsn: str,  # noqa: F811
-    pg_schema: str,  # noqa: F811
+    postgres_dsn: str,
+    pg_schema: str,
     point: str,
 ) -> None:
     store = f"sqlite:///{tmp_path / 'state.db'}"
@@ -111,10 +86,10 @@ def test_postgres_destination_survives_sigkill(
 
 
 def test_a_second_full_sync_replaces_the_first(
-    sandbox: Sandbox,  # noqa: F811
+    sandbox: Sandbox,
     tmp_path: Path,
-    postgres_dsn: str,  # noqa: F811
-    pg_schema: str,  # noqa: F811
+    postgres_dsn: str,
+    pg_schema: str,
 ) -> None:
     """A second job killed inside its swap, over the first job's live tables, still ends
     with exactly the source's data (the retried swap replaces the first job's tables)."""

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from destination_contract import DestinationContract, DestinationFactory
 
 from statesync.destination import Destination
 from statesync.destinations.memory import MemoryDestination
+from support.destination_contract import DestinationContract, DestinationFactory
 
 
 class TestMemoryDestination(DestinationContract):

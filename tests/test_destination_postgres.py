@@ -12,7 +12,14 @@ from collections.abc import AsyncIterator, Callable
 
 import psycopg
 import pytest
-from destination_contract import (
+from psycopg import sql
+
+from statesync._cli._open import open_destination
+from statesync.destination import Destination
+from statesync.destinations._names import job_key, staging_table
+from statesync.destinations.postgres import PostgresDestination
+from statesync.errors import ConfigurationError, DestinationError, MissingExtraError
+from support.destination_contract import (
     ENTITY,
     FULL,
     INCR,
@@ -22,25 +29,21 @@ from destination_contract import (
     full_sync,
     page,
 )
-from postgres_support import (  # noqa: F401 - fixtures
+from support.postgres import (  # noqa: F401 - fixtures
     PostgresServer,
     pg_database,
     pg_schema,
     postgres_dsn,
     postgres_server,
 )
-from psycopg import sql
 
-from statesync._cli._open import open_destination
-from statesync.destination import Destination
-from statesync.destinations._names import job_key, staging_table
-from statesync.destinations.postgres import PostgresDestination
-from statesync.errors import ConfigurationError, DestinationError, MissingExtraError
+# Slow: a PostgreSQL server per module and its schemas (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
 
 
 class TestPostgresDestination(DestinationContract):
     @pytest.fixture
-    def make(self, postgres_dsn: str, pg_schema: str) -> DestinationFactory:  # noqa: F811
+    def make(self, postgres_dsn: str, pg_schema: str) -> DestinationFactory:
         async def factory() -> Destination:
             return PostgresDestination(postgres_dsn, schema=pg_schema)
 
@@ -49,8 +52,8 @@ class TestPostgresDestination(DestinationContract):
 
 @pytest.fixture
 async def pg_dest(
-    postgres_dsn: str,  # noqa: F811
-    pg_schema: str,  # noqa: F811
+    postgres_dsn: str,
+    pg_schema: str,
 ) -> AsyncIterator[PostgresDestination]:
     dest = PostgresDestination(postgres_dsn, schema=pg_schema)
     yield dest
@@ -58,7 +61,7 @@ async def pg_dest(
 
 
 @pytest.fixture
-async def admin(postgres_dsn: str) -> AsyncIterator[psycopg.AsyncConnection]:  # noqa: F811
+async def admin(postgres_dsn: str) -> AsyncIterator[psycopg.AsyncConnection]:
     """A connection of our own, to look at the tables from outside the destination."""
     conn = await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True)
     yield conn
@@ -109,7 +112,7 @@ async def test_meta_tables_and_no_leftovers(
     }
 
 
-async def test_default_schema_is_public(pg_database: str) -> None:  # noqa: F811
+async def test_default_schema_is_public(pg_database: str) -> None:
     dest = open_destination(pg_database)
     assert isinstance(dest, PostgresDestination) and dest.schema == "public"
     await full_sync(dest, "job-1", [page("a", hours=2)])
@@ -119,8 +122,8 @@ async def test_default_schema_is_public(pg_database: str) -> None:  # noqa: F811
 
 
 async def test_open_destination_takes_the_schema_from_the_url(
-    postgres_dsn: str,  # noqa: F811
-    pg_schema: str,  # noqa: F811
+    postgres_dsn: str,
+    pg_schema: str,
     admin: psycopg.AsyncConnection,
 ) -> None:
     app = f"app-{uuid.uuid4().hex}"
@@ -137,7 +140,7 @@ async def test_open_destination_takes_the_schema_from_the_url(
     await dest.aclose()
 
 
-async def test_data_survives_reopen(postgres_dsn: str, pg_schema: str) -> None:  # noqa: F811
+async def test_data_survives_reopen(postgres_dsn: str, pg_schema: str) -> None:
     first = PostgresDestination(postgres_dsn, schema=pg_schema)
     await full_sync(first, "job-1", [page("a", "b", hours=2)])
     await first.prepare("job-2", ENTITY, INCR)
@@ -165,7 +168,7 @@ async def test_naive_datetimes_are_utc(pg_dest: PostgresDestination) -> None:
 
 async def test_readers_see_old_or_new_table_never_partial(
     pg_dest: PostgresDestination,
-    postgres_dsn: str,  # noqa: F811
+    postgres_dsn: str,
 ) -> None:
     sizes = {0: 300, 1: 1200}
     ids = {k: [f"r{i}" for i in range(n)] for k, n in sizes.items()}
@@ -218,7 +221,7 @@ async def test_a_failed_swap_rolls_back_entirely(
 
 
 @pytest.mark.parametrize("schema", ["x; DROP TABLE y", "public.x", 'we"ird', "", "a" * 64, "é"])
-def test_bad_schema_names_are_refused(postgres_dsn: str, schema: str) -> None:  # noqa: F811
+def test_bad_schema_names_are_refused(postgres_dsn: str, schema: str) -> None:
     with pytest.raises(ConfigurationError, match="invalid schema name"):
         PostgresDestination(postgres_dsn, schema=schema)
 
@@ -270,7 +273,7 @@ def _everything_said(exc: BaseException) -> str:
 
 @pytest.mark.parametrize("form", ["url", "keywords"])
 async def test_password_never_in_errors(
-    postgres_server: Callable[..., PostgresServer],  # noqa: F811
+    postgres_server: Callable[..., PostgresServer],
     caplog: pytest.LogCaptureFixture,
     form: str,
 ) -> None:
@@ -293,7 +296,7 @@ async def test_password_never_in_errors(
 
 
 async def test_password_is_masked_if_a_message_quotes_it(
-    postgres_dsn: str,  # noqa: F811
+    postgres_dsn: str,
 ) -> None:
     # A hostname libpq cannot resolve, spelled as the password: psycopg's message quotes
     # the host, so this is how a message containing the secret would be redacted.
@@ -313,8 +316,8 @@ def test_malformed_dsn_is_not_echoed() -> None:
 
 
 async def test_reconnects_after_the_connection_dies(
-    postgres_dsn: str,  # noqa: F811
-    pg_schema: str,  # noqa: F811
+    postgres_dsn: str,
+    pg_schema: str,
     admin: psycopg.AsyncConnection,
 ) -> None:
     app = f"statesync-test-{uuid.uuid4().hex}"  # so only this test's connection is killed

@@ -9,7 +9,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from destination_contract import (
+
+from statesync.destination import Destination
+from statesync.destinations._names import MAX_IDENTIFIER, job_key, staging_table
+from statesync.destinations.sqlite import SQLiteDestination
+from statesync.errors import ConfigurationError, DestinationError
+from support.destination_contract import (
     ENTITY,
     FULL,
     INCR,
@@ -19,11 +24,6 @@ from destination_contract import (
     full_sync,
     page,
 )
-
-from statesync.destination import Destination
-from statesync.destinations._names import MAX_IDENTIFIER, job_key, staging_table
-from statesync.destinations.sqlite import SQLiteDestination
-from statesync.errors import ConfigurationError, DestinationError
 
 
 class TestSQLiteDestination(DestinationContract):

@@ -18,7 +18,6 @@ from gql import GraphQLRequest
 from gql.transport.exceptions import TransportError, TransportQueryError
 from gql.transport.httpx import HTTPXAsyncTransport
 from redis.asyncio import Redis
-from redis_support import RedisServer
 
 import statesync
 from statesync.connectors._graphql_errors import map_gql_error
@@ -36,6 +35,7 @@ from statesync.errors import (
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 from statesync.stores._redis_budget import RedisRateBudget, map_budget_error
 from statesync.stores.redis import RedisStateStore
+from support.redis_server import RedisServer
 
 CORE = Path(__file__).resolve().parents[1] / "statesync"
 EDGES = ("stores", "destinations", "_cli", "sandbox")

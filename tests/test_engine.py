@@ -16,7 +16,6 @@ from statesync import (
     SyncState,
     perform_sync_chunk,
 )
-from statesync.adapters.local import LocalRunner
 from statesync.connectors.memory import MemoryConnector
 from statesync.destinations.memory import MemoryDestination
 from statesync.errors import (
@@ -27,27 +26,8 @@ from statesync.errors import (
     TransientError,
 )
 from statesync.stores.memory import MemoryStateStore
-
-FAST = RetryPolicy(attempts=3, initial_delay=0.001, jitter=0)
-
-
-def rows(n: int, prefix: str = "r") -> list[dict[str, Any]]:
-    return [
-        {"id": f"{prefix}{i:05d}", "n": i, "updated_at": f"2026-01-01T00:{i % 60:02d}:00+00:00"}
-        for i in range(n)
-    ]
-
-
-def runner(conn: MemoryConnector, **kw: Any) -> LocalRunner:
-    return LocalRunner(
-        connector=conn,
-        store=kw.pop("store", MemoryStateStore()),
-        destination=kw.pop("destination", MemoryDestination()),
-        chunk_policy=kw.pop("chunk_policy", ChunkPolicy(max_iterations=3, page_size=10)),
-        retry_policy=kw.pop("retry_policy", FAST),
-        namespace=kw.pop("namespace", ""),  # the shared tables: this test is not about namespaces
-        **kw,
-    )
+from support.clock import ManualTime
+from support.engine import BrokenFor, rows, runner
 
 
 async def test_full_sync_walks_the_machine_and_lands_every_record() -> None:
@@ -280,21 +260,6 @@ async def test_watermark_never_passes_the_jobs_start() -> None:
     assert mark == rec.created_at - WATERMARK_MARGIN
 
 
-class BrokenFor(MemoryDestination):
-    """A destination whose writes for one entity fail (its disk is gone, say)."""
-
-    def __init__(self, entity: str) -> None:
-        super().__init__()
-        self.entity = entity
-
-    async def write_page(self, job_id: str, entity: str, *a: Any, **kw: Any) -> None:
-        if entity == self.entity:
-            from statesync.errors import DestinationError
-
-            raise DestinationError("disk full")
-        await super().write_page(job_id, entity, *a, **kw)
-
-
 async def test_a_destination_error_stops_every_entity_before_it_surfaces() -> None:
     from statesync.errors import DestinationError
 
@@ -333,8 +298,11 @@ async def test_lease_renewal_rides_out_store_hiccups() -> None:
     store = FlakyRenewals()
     lease = await store.acquire_lease("j", "a", "me", 3.0)
     assert lease is not None
-    keeper = LeaseKeeper(store, lease, 3.0)  # renews every second
-    await asyncio.sleep(2.6)  # first renewal fails twice (0.5 s apart), then succeeds
-    assert store.failures == 0 and store.renewed >= 1
+    clock = ManualTime()
+    keeper = LeaseKeeper(store, lease, 3.0, clock=clock.clock, sleep=clock.sleep)
+    # A renewal every second; it fails twice, retried 0.5 s apart, then succeeds and the
+    # heartbeat goes back to its one-second beat.
+    assert [await clock.tick() for _ in range(4)] == [1.0, 0.5, 0.5, 1.0]
+    assert store.failures == 0 and store.renewed == 1
     assert keeper.current().expires_at > lease.expires_at
     await keeper.release()

@@ -16,6 +16,9 @@ from fastapi.testclient import TestClient
 
 from statesync.errors import ConfigurationError
 
+# Slow: whole syncs served over HTTP (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
+
 APP = Path(__file__).resolve().parents[1] / "examples" / "inngest_app.py"
 
 

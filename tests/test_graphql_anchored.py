@@ -6,13 +6,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from test_throughput_engine import LoggingDestination
-from test_throughput_sandbox import no_repeats, runner
 
 from statesync.connectors._anchored import Anchor, Ordering, absorb, ask
 from statesync.connectors.graphql import GraphQLConnector, GraphQLEntity
 from statesync.errors import ConfigurationError, NoProgressError
 from statesync.sandbox import MutationRule, Sandbox, SandboxConfig
+from support.throughput import LoggingDestination, no_repeats, runner
+
+# Slow: whole syncs served over HTTP (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
 
 ARTICLES = "graphql.articles"
 KEY = SandboxConfig().api_key
@@ -23,7 +25,7 @@ query Articles($limit: Int, $offset: Int) {
 
 # (delete where, insert where): the list is served oldest first, so the sandbox's
 # "tail" (oldest records) is behind the walk and its "head" (newest) ahead of it.
-CHURN = {
+CHURN: dict[str, dict[str, object]] = {
     "deletes behind": dict(delete=2, where="tail"),
     "deletes ahead": dict(delete=2, where="head"),
     "deletes anywhere": dict(delete=2, where="random"),

@@ -10,8 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from test_throughput_engine import LoggingDestination, StopAfter
-from test_throughput_sandbox import runner
 
 from statesync import PageRequest, RetryPolicy, SyncMode
 from statesync._models import FetchState, Page, TimeWindow
@@ -20,6 +18,10 @@ from statesync.connectors.graphql import GraphQLConnector, GraphQLEntity, _varia
 from statesync.errors import ConfigurationError
 from statesync.sandbox import MutationRule, Sandbox, SandboxConfig
 from statesync.stores.memory import MemoryStateStore
+from support.throughput import LoggingDestination, StopAfter, runner
+
+# Slow: concurrent windowed syncs over HTTP (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
 
 KEY = SandboxConfig().api_key
 TICKETS = "graphql.tickets"

@@ -13,8 +13,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from postgres_support import pg_schema, postgres_dsn  # noqa: F401 - fixtures
-from test_store_contract import store  # noqa: F401 - the parametrised store fixture
 
 from statesync import (
     ChunkPolicy,
@@ -35,8 +33,11 @@ from statesync import (
 from statesync._namespace import job_namespace
 from statesync.adapters.local import LocalRunner
 from statesync.connectors.memory import MemoryConnector
+from statesync.destination import Destination
 from statesync.destinations.memory import MemoryDestination
 from statesync.errors import JobBusyError, TransientError, UnknownEntityError, UnknownJobError
+from support.postgres import pg_schema, postgres_dsn  # noqa: F401 - fixtures
+from support.stores import store  # noqa: F401 - the parametrised store fixture
 
 FAST = RetryPolicy(attempts=4, initial_delay=0.001, jitter=0)
 
@@ -67,9 +68,7 @@ async def until(handle: JobHandle, check: Callable[[JobStatus], bool]) -> None:
     raise AssertionError("the job never got there")
 
 
-def runner(
-    conn: MemoryConnector, st: StateStore, dest: MemoryDestination, **kw: Any
-) -> LocalRunner:
+def runner(conn: MemoryConnector, st: StateStore, dest: Destination, **kw: Any) -> LocalRunner:
     return LocalRunner(
         connector=conn,
         store=st,
@@ -81,7 +80,7 @@ def runner(
     )
 
 
-async def test_get_lease_reports_the_holder_until_release(store: StateStore) -> None:  # noqa: F811
+async def test_get_lease_reports_the_holder_until_release(store: StateStore) -> None:
     r = runner(MemoryConnector({"a": rows(1)}), store, MemoryDestination())
     job = await r.create_job(["a"], job_id="lease-job")
     assert await store.get_lease(job, "a") is None
@@ -94,7 +93,7 @@ async def test_get_lease_reports_the_holder_until_release(store: StateStore) -> 
     assert await store.get_lease(job, "a") is None
 
 
-async def test_two_handles_one_stopped_one_cancelled(store: StateStore) -> None:  # noqa: F811
+async def test_two_handles_one_stopped_one_cancelled(store: StateStore) -> None:
     dest = MemoryDestination()
     r = runner(Slow({"a": rows(200), "b": rows(200)}), store, dest)
     first = await r.start(["a", "b"], job_id="first")
@@ -118,7 +117,7 @@ async def test_two_handles_one_stopped_one_cancelled(store: StateStore) -> None:
     assert len(dest.rows("a")) == 200 and len(dest.rows("b")) == 200
 
 
-async def test_a_running_job_id_answers_busy_with_its_holder(store: StateStore) -> None:  # noqa: F811
+async def test_a_running_job_id_answers_busy_with_its_holder(store: StateStore) -> None:
     r = runner(Slow({"a": rows(100)}, delay=0.02), store, MemoryDestination())
     handle = await r.start(["a"], job_id="nightly")
     await until(handle, lambda st: st.entity("a").records >= 10)
@@ -135,14 +134,14 @@ async def test_a_running_job_id_answers_busy_with_its_holder(store: StateStore) 
 
 
 async def test_one_job_id_three_instances_each_exact_and_readable(
-    store: StateStore,  # noqa: F811
+    store: StateStore,
 ) -> None:
     dest = MemoryDestination()
     data = {"a": rows(30, "one")}
     conn = MemoryConnector(data)
     r = runner(conn, store, dest)
     first = await r.sync(["a"], job_id="nightly")
-    conn.data["a"] = rows(45, "two")
+    conn.data["a"] = [*rows(45, "two")]
     second = await r.sync(["a"], job_id="nightly")
     conn.data["a"] = [*rows(45, "two")[:40], *rows(60, "three", month=2)[40:]]
     third = await r.sync(["a"], job_id="nightly", mode=SyncMode.INCREMENTAL)
@@ -163,7 +162,7 @@ async def test_one_job_id_three_instances_each_exact_and_readable(
         await job_status(store, "nightly", instance=4)
 
 
-async def test_recovered_entity_shows_no_current_error(store: StateStore) -> None:  # noqa: F811
+async def test_recovered_entity_shows_no_current_error(store: StateStore) -> None:
     def flaky(_: Any, call: int) -> TransientError | None:
         return TransientError("HTTP 503") if call in (2, 3) else None
 
@@ -180,7 +179,7 @@ async def test_recovered_entity_shows_no_current_error(store: StateStore) -> Non
     ]
 
 
-async def test_cancel_names_unknown_entities_and_jobs(store: StateStore) -> None:  # noqa: F811
+async def test_cancel_names_unknown_entities_and_jobs(store: StateStore) -> None:
     dest = MemoryDestination()
     r = runner(MemoryConnector({"a": rows(5)}), store, dest)
     await r.create_job(["a"], job_id="j")
@@ -192,7 +191,7 @@ async def test_cancel_names_unknown_entities_and_jobs(store: StateStore) -> None
     assert done.cancelled == ("a",)
 
 
-async def test_two_connectors_same_entity_two_namespaces(store: StateStore) -> None:  # noqa: F811
+async def test_two_connectors_same_entity_two_namespaces(store: StateStore) -> None:
     dest = MemoryDestination()
     shop = MemoryConnector({"orders": rows(25, "shop")})
     shop.name = "shop"
@@ -210,7 +209,7 @@ async def test_two_connectors_same_entity_two_namespaces(store: StateStore) -> N
 
 
 async def test_shared_tables_on_request_and_for_jobs_stored_without_a_namespace(
-    store: StateStore,  # noqa: F811
+    store: StateStore,
 ) -> None:
     dest = MemoryDestination()
     conn = MemoryConnector({"orders": rows(30)})
@@ -234,8 +233,8 @@ async def test_shared_tables_on_request_and_for_jobs_stored_without_a_namespace(
 
 
 async def test_postgres_namespaces_are_schemas(
-    postgres_dsn: str,  # noqa: F811
-    pg_schema: str,  # noqa: F811
+    postgres_dsn: str,
+    pg_schema: str,
 ) -> None:
     from statesync.destinations.postgres import PostgresDestination
     from statesync.stores.memory import MemoryStateStore

@@ -100,7 +100,7 @@ async def test_logging_listener_is_structured_and_redacted(
     )
     await runner.sync(["a"])
     records = [r for r in caplog.records if hasattr(r, "statesync")]
-    fields: list[dict[str, Any]] = [r.statesync for r in records]  # type: ignore[attr-defined]
+    fields: list[dict[str, Any]] = [r.statesync for r in records]
     kinds = {f["event"] for f in fields}
     assert {
         "TransitionEvent",
@@ -110,7 +110,7 @@ async def test_logging_listener_is_structured_and_redacted(
         "JobFinished",
         "PageWritten",
     } <= kinds
-    retry = next(r for r in records if r.statesync["event"] == "RetryScheduled")  # type: ignore[attr-defined]
+    retry = next(r for r in records if r.statesync["event"] == "RetryScheduled")
     assert retry.levelno == logging.WARNING
     assert "abcdefghijkl" not in caplog.text and "sk_test_***" in caplog.text
 

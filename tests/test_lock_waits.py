@@ -10,7 +10,6 @@ from pathlib import Path
 
 import attrs
 import pytest
-from test_store_contract import new_job
 
 from statesync._lease import LeaseKeeper
 from statesync._models import Record, SyncMode
@@ -24,6 +23,10 @@ from statesync.errors import (
 )
 from statesync.stores.memory import MemoryStateStore
 from statesync.stores.sqlite import BUSY_TIMEOUT, SQLiteStateStore
+from support.stores import new_job
+
+# Slow: subprocess crashes and resumes (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
 
 # Takes the write lock and freezes, as a stopped or hung worker would.
 FROZEN = """

@@ -8,8 +8,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from inngest_executor import serving
-from test_adapter_inngest import functions
 
 from statesync import JobSpec, installed_connectors, job_factory, open_connector, resolve_connector
 from statesync.destinations.sqlite import SQLiteDestination
@@ -17,6 +15,8 @@ from statesync.errors import ConfigurationError
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 from statesync.stores.memory import MemoryStateStore
 from statesync.testing import Case, ConnectorContract, Source, SourceFactory
+from support.inngest_app import functions
+from support.inngest_executor import serving
 
 ENTITY = "rest.widgets"
 
@@ -105,6 +105,7 @@ def live(db: Path) -> list[str]:
         return [r[0] for r in conn.execute('SELECT id FROM "widgets"')]
 
 
+@pytest.mark.slow
 async def test_inngest_takes_the_plugin_factory_as_is(
     sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -124,6 +125,7 @@ async def test_inngest_takes_the_plugin_factory_as_is(
     assert sorted(live(db)) == sorted(r["id"] for r in sandbox.snapshot(ENTITY))
 
 
+@pytest.mark.slow
 async def test_inngest_with_options_for_the_plugin(sandbox: Sandbox, tmp_path: Path) -> None:
     from statesync.adapters.inngest import job_requested
 

@@ -192,7 +192,11 @@ def test_kind_override_is_validated_and_frozen() -> None:
     assert policy.kinds == {ErrorKind.TIMEOUT: KindOverride(initial_delay=7)}
     assert policy.for_kind(ErrorKind.TRANSIENT) is policy
     assert policy.for_kind(ErrorKind.TIMEOUT).initial_delay == 7
-    assert hash(policy) == hash(RetryPolicy())  # kinds are left out of the hash only
+    # kinds are frozen: hashed with the rest, and cannot be changed in place.
+    assert hash(policy) == hash(RetryPolicy(kinds={"timeout": KindOverride(initial_delay=7)}))
+    assert policy != RetryPolicy()
+    with pytest.raises(TypeError, match="immutable"):
+        policy.kinds[ErrorKind.TRANSIENT] = KindOverride()  # type: ignore[index]
 
 
 def test_the_example_file_is_valid() -> None:

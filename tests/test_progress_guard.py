@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from test_throughput_engine import FAST, LoggingDestination
 
 from statesync import ChunkPolicy, Page, PageRequest, Record, SyncState
 from statesync.adapters.local import LocalRunner
@@ -14,6 +13,7 @@ from statesync.connector import BaseConnector, Partitioning
 from statesync.connectors.stripe import StripeConnector
 from statesync.sandbox import Sandbox, SandboxConfig
 from statesync.stores.memory import MemoryStateStore
+from support.throughput import FAST, LoggingDestination
 
 
 def record(i: int, created: int = 1_700_000_000) -> Record:

@@ -22,9 +22,12 @@ from typing import Any
 
 import httpx
 import pytest
-from namespace_support import table
 
 from statesync.sandbox import SandboxConfig
+from support.namespace import table
+
+# Slow: whole syncs served over HTTP (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
 
 STATESYNC = str(Path(sys.executable).with_name("statesync"))
 KEY = SandboxConfig().api_key
@@ -80,7 +83,8 @@ def refused_share_after_the_first(log: list[dict[str, Any]], first: int) -> floa
     if len(refused) <= first:
         return 0.0
     later = log[refused[first] :]
-    return sum(e["fault"] == "rate_limit" for e in later) / len(later)
+    hits: int = sum(e["fault"] == "rate_limit" for e in later)
+    return hits / len(later)
 
 
 def assert_done(done: subprocess.CompletedProcess[str], tmp: Path, entities: Sequence[str]) -> None:

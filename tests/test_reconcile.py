@@ -21,11 +21,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from postgres_support import pg_schema, postgres_dsn  # noqa: F401 - fixtures
 from psycopg import sql
-from test_crash_resume import SIZES, STATESYNC, cli
-from test_crash_resume_postgres import assert_exact as assert_exact_pg
-from test_engine import rows, runner
 
 from statesync._chunk import _RESTART_NOTE, _SWAPPED_NOTE
 from statesync._cli._open import open_store
@@ -36,6 +32,12 @@ from statesync.errors import StatesyncError
 from statesync.events import ChunkFinished, Event
 from statesync.sandbox import Sandbox, SandboxConfig
 from statesync.stores.sqlite import SQLiteStateStore
+from support.crash import SIZES, STATESYNC, assert_exact_pg, cli
+from support.engine import rows, runner
+from support.postgres import pg_schema, postgres_dsn  # noqa: F401 - fixtures
+
+# Slow: subprocess crashes and resumes (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
 
 JOB = "rolled"
 SHORT_LEASES = ChunkPolicy(max_iterations=3, page_size=10, lease_ttl=0.5)
@@ -273,7 +275,7 @@ def _wait_mid_sync(store: str, proc: subprocess.Popen[str]) -> None:
     pytest.fail(f"never saw the job mid-sync: {proc.poll()}")
 
 
-STORES = {"sqlite": SqliteStore, "redis": RedisStore}
+STORES: dict[str, type[SqliteStore | RedisStore]] = {"sqlite": SqliteStore, "redis": RedisStore}
 
 
 @pytest.mark.parametrize("dest_kind", ["sqlite", "postgres"])
@@ -319,7 +321,7 @@ def test_resume_after_the_store_was_rolled_back_ends_complete_and_exact(
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert {s for s, _ in _entity_progress(store.url).values()} == {"complete"}
     if dest_kind == "sqlite":
-        from test_crash_resume import assert_exact
+        from support.crash import assert_exact
 
         assert_exact(sandbox, tmp_path / "data.db")
         assert _sqlite_staging(tmp_path / "data.db") == []

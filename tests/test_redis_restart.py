@@ -11,9 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from test_crash_resume import live_ids, wait_for_requests
+import pytest
 
 from statesync.sandbox import Sandbox, SandboxConfig
+from support.crash import live_ids, wait_for_requests
+
+# Slow: subprocess crashes and resumes (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
 
 STATESYNC = str(Path(sys.executable).with_name("statesync"))
 

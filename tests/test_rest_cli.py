@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from namespace_support import table
-from rest_styles import rest_options
-from test_crash_resume import wait_for_requests
 
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 from statesync.testing import crash_then_resume, statesync
 from statesync.testing._crash import STATESYNC
+from support.crash import wait_for_requests
+from support.namespace import table
+from support.rest_styles import rest_options
+
+# Slow: drives the CLI in subprocesses (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("rest_*.toml"))

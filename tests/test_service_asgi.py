@@ -15,7 +15,6 @@ import httpx
 import psycopg
 import pytest
 from fastapi import FastAPI, HTTPException
-from postgres_support import pg_schema, postgres_dsn  # noqa: F401 - fixtures
 from pydantic import BaseModel
 
 from statesync import (
@@ -31,6 +30,7 @@ from statesync.destinations.postgres import PostgresDestination
 from statesync.errors import JobBusyError, UnknownJobError
 from statesync.sandbox import Sandbox, SandboxConfig
 from statesync.stores.redis import RedisStateStore
+from support.postgres import pg_schema, postgres_dsn  # noqa: F401 - fixtures
 
 SIZES = {"customers": 60, "invoices": 40}
 
@@ -121,12 +121,13 @@ def client_for(app: FastAPI) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc")
 
 
+@pytest.mark.slow
 async def test_a_service_starts_stops_cancels_polls_restarts_and_resumes(
     sandbox: Sandbox,
     redis_url: str,
     key_prefix: str,
-    postgres_dsn: str,  # noqa: F811
-    pg_schema: str,  # noqa: F811
+    postgres_dsn: str,
+    pg_schema: str,
 ) -> None:
     def new_app() -> FastAPI:
         return make_app(redis_url, key_prefix, postgres_dsn, pg_schema, sandbox)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import attrs
 import pytest
@@ -14,64 +13,21 @@ from statesync._models import (
     EntityRecord,
     ErrorInfo,
     FetchState,
-    JobSpec,
     SyncMode,
     SyncState,
     TransitionRecord,
 )
 from statesync.errors import ConflictError, LeaseError, UnknownJobError
 from statesync.store import StateStore
-from statesync.stores.memory import MemoryStateStore
-from statesync.stores.sqlite import SQLiteStateStore
-
-HISTORY_LIMIT = 5
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
-
-async def _redis_store(url: str, prefix: str) -> AsyncIterator[StateStore]:
-    from statesync.stores.redis import RedisStateStore
-
-    store = RedisStateStore.from_url(url, prefix=prefix, history_limit=HISTORY_LIMIT)
-    yield store
-    # Tests may use SCAN to clean up; the store itself never does.
-    client = store._client
-    keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
-    if keys:
-        await client.delete(*keys)
-    await store.aclose()
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str
-) -> AsyncIterator[StateStore]:
-    if request.param == "memory":
-        yield MemoryStateStore(history_limit=HISTORY_LIMIT)
-    elif request.param == "sqlite":
-        sqlite = SQLiteStateStore(tmp_path / "state.db", history_limit=HISTORY_LIMIT)
-        yield sqlite
-        await sqlite.aclose()
-    else:
-        async for redis_store in _redis_store(request.getfixturevalue("redis_url"), key_prefix):
-            yield redis_store
-
-
-def make_job(job_id: str = "job-1", entities: Sequence[str] = ("customers", "invoices")) -> JobSpec:
-    return JobSpec(job_id, "stripe", tuple(entities), params={"since": "2024-01-01"}, created_at=T0)
-
-
-def make_records(job: JobSpec) -> list[EntityRecord]:
-    return [EntityRecord(job.job_id, name, job.mode, created_at=T0) for name in job.entities]
-
-
-async def new_job(store: StateStore, job_id: str = "job-1") -> JobSpec:
-    job = make_job(job_id)
-    await store.create_job(job, make_records(job))
-    return job
-
-
-def transition(i: int, source: SyncState = SyncState.PENDING) -> TransitionRecord:
-    return TransitionRecord("start", source, SyncState.FETCHING, T0 + timedelta(seconds=i), i)
+from support.stores import (
+    HISTORY_LIMIT,
+    T0,
+    eventually,
+    make_records,
+    new_job,
+    store,  # noqa: F401 - fixtures
+    transition,
+)
 
 
 async def test_implements_the_protocol(store: StateStore) -> None:
@@ -185,9 +141,11 @@ async def test_expired_lease_passes_to_another_owner(store: StateStore) -> None:
     record = await store.get_entity("job-1", "customers")
     lease_a = await store.acquire_lease("job-1", "customers", "worker-a", ttl=0.2)
     assert lease_a is not None
-    await asyncio.sleep(0.4)
-    lease_b = await store.acquire_lease("job-1", "customers", "worker-b", ttl=30)
-    assert lease_b is not None and lease_b.token > lease_a.token
+    lease_b = await eventually(
+        lambda: store.acquire_lease("job-1", "customers", "worker-b", ttl=30),
+        "the expired lease passed to another owner",
+    )
+    assert lease_b.token > lease_a.token
     with pytest.raises(LeaseError):
         await store.save(attrs.evolve(record, version=2), lease=lease_a)
     with pytest.raises(LeaseError):
@@ -296,8 +254,9 @@ async def test_get_lease_without_holder_info_and_after_expiry(store: StateStore)
     assert lease is not None
     seen = await store.get_lease("job-1", "invoices")
     assert seen is not None and (seen.host, seen.pid) == (None, None)
-    await asyncio.sleep(0.4)
-    assert await store.get_lease("job-1", "invoices") is None
+    await eventually(
+        lambda: _gone(store.get_lease("job-1", "invoices")), "the expired lease disappeared"
+    )
 
 
 async def test_a_dead_holders_lease_is_broken_by_its_token(store: StateStore) -> None:
@@ -333,3 +292,8 @@ async def test_min_token_lifts_a_fence_counter_left_behind(store: StateStore) ->
     assert after is not None and after.token == 11  # never backwards
     fresh = await store.acquire_lease("job-1", "invoices", "a", ttl=30, min_token=5)
     assert fresh is not None and fresh.token == 5
+
+
+async def _gone(lookup: Awaitable[object | None]) -> bool | None:
+    """True once ``lookup`` finds nothing (what :func:`eventually` waits for)."""
+    return True if await lookup is None else None

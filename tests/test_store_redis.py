@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -15,13 +16,13 @@ import attrs
 import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
-from test_store_contract import make_job, make_records, new_job, transition
 
 import statesync.stores._redis_keys as keys_module
 import statesync.stores.redis as redis_module
 from statesync.errors import MissingExtraError, StoreError
 from statesync.stores._redis_keys import Keys
 from statesync.stores.redis import RedisStateStore
+from support.stores import make_job, make_records, new_job, transition
 
 RedisServer = Any  # the conftest fixture's server class; only its url/port/stop are used
 
@@ -123,8 +124,10 @@ async def test_expired_jobs_leave_list_jobs(redis_url: str, key_prefix: str) -> 
         await new_job(store, "old")
         await new_job(store, "new")
         await store.finish_job("old")
-        await asyncio.sleep(0.4)
-        assert [j.job_id for j in await store.list_jobs()] == ["new"]
+        deadline = time.monotonic() + 10  # Redis expires it after 0.2 s; poll, do not guess
+        while [j.job_id for j in await store.list_jobs()] != ["new"]:
+            assert time.monotonic() < deadline, "the finished job never left list_jobs"
+            await asyncio.sleep(0.02)
         assert await store._client.zscore(store.keys.jobs_index(), "old") is None
         await new_job(store, "old")  # the id can be reused once expired
         assert [j.job_id for j in await store.list_jobs()] == ["old", "new"]

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import attrs
 import pytest
-from test_store_contract import new_job, transition
 
 from statesync.errors import ConflictError, StoreError
 from statesync.stores.sqlite import SQLiteStateStore
+from support.stores import new_job, transition
 
 
 async def test_survives_close_and_reopen(tmp_path: Path) -> None:
@@ -86,6 +86,7 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3])))
 """
 
 
+@pytest.mark.slow
 async def test_two_processes_never_lose_an_update(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     store = SQLiteStateStore(path)

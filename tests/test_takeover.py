@@ -10,20 +10,10 @@ import os
 import signal
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from namespace_support import table
-from test_crash_resume import (  # noqa: F401 - sandbox is a fixture
-    SIZES,
-    STATESYNC,
-    assert_exact,
-    cli,
-    sandbox,
-    wait_for_requests,
-)
 
 from statesync._lease import LeaseKeeper, take_lease
 from statesync._models import Lease
@@ -31,6 +21,19 @@ from statesync.errors import LeaseError, StoreError
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 from statesync.stores.memory import MemoryStateStore
 from statesync.stores.sqlite import SQLiteStateStore
+from support.clock import ManualTime
+from support.crash import (  # noqa: F401 - sandbox is a fixture
+    SIZES,
+    STATESYNC,
+    assert_exact,
+    cli,
+    sandbox,
+    wait_for_requests,
+)
+from support.namespace import table
+
+# Slow: subprocess crashes and resumes (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
 
 
 def store_and_dest(tmp: Path) -> list[str]:
@@ -49,7 +52,7 @@ def leases_held(db: Path) -> list[tuple[str, str]]:
 # A TTL far beyond the resume's own wait: only a takeover lets the resume finish.
 @pytest.mark.parametrize("ttl", [None, "3600"])
 def test_resume_with_defaults_takes_over_from_a_killed_run(
-    sandbox: Sandbox,  # noqa: F811
+    sandbox: Sandbox,
     tmp_path: Path,
     ttl: str | None,
 ) -> None:
@@ -121,7 +124,7 @@ def test_a_live_holder_is_waited_for_with_a_countdown(tmp_path: Path) -> None:
 
 
 def test_an_auth_failure_among_running_siblings_leaves_no_lease(
-    sandbox: Sandbox,  # noqa: F811
+    sandbox: Sandbox,
     tmp_path: Path,
 ) -> None:
     sandbox.faults.add_rule(FaultRule(path_prefix="/v1/invoices", nth=1, times=99, status=401))
@@ -192,9 +195,8 @@ async def test_a_release_cancelled_midway_still_releases() -> None:
 
 
 async def test_a_fatal_error_cancels_siblings_mid_release_and_no_lease_stays() -> None:
-    from test_engine import BrokenFor, rows, runner
-
     from statesync.connectors.memory import MemoryConnector
+    from support.engine import BrokenFor, rows, runner
 
     class FailsOnceBReleases(BrokenFor):
         def __init__(self, store: SlowRelease) -> None:
@@ -219,29 +221,6 @@ async def test_a_fatal_error_cancels_siblings_mid_release_and_no_lease_stays() -
 
 
 # -- the heartbeat, driven by an injected clock and sleep (no wall-time waits) -----------
-
-
-class ManualTime:
-    """A clock and a sleep the test advances: each sleep waits until the test ticks."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-        self.requests: asyncio.Queue[tuple[float, asyncio.Event]] = asyncio.Queue()
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        wake = asyncio.Event()
-        await self.requests.put((seconds, wake))
-        await wake.wait()
-
-    async def tick(self) -> float:
-        """Let the next sleep end (advancing the clock by it); return its length."""
-        seconds, wake = await asyncio.wait_for(self.requests.get(), 5)
-        self.now += seconds
-        wake.set()
-        return seconds
 
 
 class Renewals(MemoryStateStore):

@@ -206,18 +206,21 @@ async def test_the_redis_budget_learns_the_same_way(redis_url: str, key_prefix: 
         assert waits == [0.0] * 10  # unpaced until the limit shows
         await budget.throttled(1.0)
         await twin.throttled(1.0)
-        pace = float(await client.hget(key, "pace"))
+        pace = _num(await client.hget(key, "pace"))
         assert twin.pace is not None
         assert pace == pytest.approx(twin.pace, rel=0.05)  # half of 10 in the first 0.2 s
         assert await budget._run("acquire") >= 0.9  # paused for the Retry-After
         await budget.observe(RateInfo())
         await twin.observe(RateInfo())
-        assert float(await client.hget(key, "pace")) == pytest.approx(twin.pace, rel=0.05)
-        assert float(await client.hget(key, "pace")) > pace  # a success climbs
+        assert _num(await client.hget(key, "pace")) == pytest.approx(twin.pace, rel=0.05)
+        assert _num(await client.hget(key, "pace")) > pace  # a success climbs
         await budget.throttled(float("inf"))  # within the calm spell: no cut, no endless wait
-        assert (
-            float(await client.hget(key, "paused")) < float(await client.hget(key, "updated")) + 2
-        )
+        assert _num(await client.hget(key, "paused")) < _num(await client.hget(key, "updated")) + 2
     finally:
         await client.delete(key)
         await client.aclose()
+
+
+def _num(stored: bytes | str | None) -> float:
+    assert stored is not None, "the field is missing from the budget's hash"
+    return float(stored)

@@ -11,9 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_crash_resume import live_ids
 
 from statesync.sandbox import Sandbox, SandboxConfig
+from support.crash import live_ids
+
+# Slow: subprocess crashes and resumes (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
 
 SIZES = {"customers": 130, "invoices": 75, "close.lead": 130, "close.contact": 75}
 ENTITIES = {"stripe": ("customers", "invoices"), "close": ("lead", "contact")}

@@ -5,59 +5,21 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import pytest
 
-from statesync import ChunkPolicy, PageRequest, Record, RetryPolicy, SyncMode, SyncState
+from statesync import ChunkPolicy, PageRequest, RetryPolicy, SyncState
 from statesync.adapters.local import LocalRunner
 from statesync.connectors.memory import MemoryConnector
 from statesync.destinations.memory import MemoryDestination
 from statesync.errors import ConnectorError, TransientError
-from statesync.events import PageWritten
 from statesync.stores.memory import MemoryStateStore
-
-FAST = RetryPolicy(attempts=5, initial_delay=0.001, jitter=0)
+from support.throughput import FAST, LoggingDestination
 
 
 def rows(n: int) -> list[dict[str, Any]]:
     return [{"id": f"r{i:05d}", "n": i} for i in range(n)]
-
-
-class LoggingDestination(MemoryDestination):
-    """Remembers every id ever written, in order, to catch a page landing twice."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.written: dict[str, list[str]] = {}
-
-    async def write_page(
-        self,
-        job_id: str,
-        entity: str,
-        mode: SyncMode,
-        records: Sequence[Record],
-        watermark: datetime | None,
-        *,
-        fence: int | None = None,
-    ) -> None:
-        await super().write_page(job_id, entity, mode, records, watermark, fence=fence)
-        self.written.setdefault(entity, []).extend(r.id for r in records)
-
-
-class StopAfter:
-    """A listener that asks ``runner`` to stop once ``records`` records have landed."""
-
-    def __init__(self, records: int) -> None:
-        self.records = records
-        self.runner: LocalRunner | None = None
-
-    def on_event(self, event: Any) -> None:
-        if isinstance(event, PageWritten) and event.total_records >= self.records:
-            assert self.runner is not None
-            self.runner.request_stop()
 
 
 class SlowMemory(MemoryConnector):

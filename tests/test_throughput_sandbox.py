@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
 import pytest
-from test_throughput_engine import LoggingDestination, StopAfter
 
-from statesync import ChunkPolicy, RetryPolicy, SyncMode, perform_sync_chunk
+from statesync import SyncMode, perform_sync_chunk
 from statesync._budget import RateSettings
 from statesync.adapters.local import LocalRunner
-from statesync.connector import BaseConnector
 from statesync.connectors.close import CloseConnector
 from statesync.connectors.stripe import StripeConnector
 from statesync.sandbox import (
@@ -26,27 +22,12 @@ from statesync.sandbox import (
 )
 from statesync.stores._redis_budget import RedisBudgets
 from statesync.stores.memory import MemoryStateStore
+from support.throughput import RETRY, LoggingDestination, StopAfter, no_repeats, runner
+
+# Slow: whole syncs served over HTTP (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
 
 KEY = SandboxConfig().api_key
-RETRY = RetryPolicy(attempts=8, initial_delay=0.01, jitter=0)
-
-
-def runner(conn: BaseConnector, dest: LoggingDestination, **policy: Any) -> LocalRunner:
-    store = policy.pop("store", MemoryStateStore())
-    listeners = policy.pop("listeners", ())
-    return LocalRunner(
-        connector=conn,
-        store=store,
-        destination=dest,
-        chunk_policy=ChunkPolicy(**{"max_iterations": 12, "page_size": 20, **policy}),
-        retry_policy=RETRY,
-        listeners=listeners,
-    )
-
-
-def no_repeats(written: Sequence[str]) -> None:
-    dupes = [i for i, n in Counter(written).items() if n > 1]
-    assert not dupes, f"handed out twice: {dupes[:5]}"
 
 
 # -- Close: planned offsets ------------------------------------------------------------

@@ -10,14 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import pytest
-from test_throughput_engine import LoggingDestination, StopAfter
-from test_throughput_sandbox import no_repeats, runner
 
 from statesync import FetchState, PageRequest, SyncMode, SyncState, TimeWindow
 from statesync.connectors.stripe import StripeConnector
 from statesync.errors import BadRequestError, NoProgressError
 from statesync.sandbox import MutationRule, Sandbox, SandboxConfig
 from statesync.stores.memory import MemoryStateStore
+from support.throughput import LoggingDestination, StopAfter, no_repeats, runner
+
+# Slow: whole syncs served over HTTP (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
 
 SIZE = 95
 

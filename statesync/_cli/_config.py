@@ -9,7 +9,6 @@ printed as such.
 
 from __future__ import annotations
 
-import copy
 import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -19,6 +18,7 @@ import click
 from attrs import frozen
 
 from statesync._cli._renamed import RENAMED_SETTINGS, renamed_settings
+from statesync._frozen import thaw
 from statesync._jobconfig import CONFIG_KEY, JobConfig, load_job_config
 from statesync._models import JobSpec, SyncMode
 from statesync._plugins import connector_options, open_connector
@@ -150,7 +150,8 @@ def _settings_from(config: JobConfig, opts: dict[str, Any], typed: set[str]) -> 
 
 def prepare_resume(ctx: click.Context, spec: JobSpec, opts: dict[str, Any]) -> Prepared:
     typed = typed_flags(ctx)
-    stored = spec.params.get(CONFIG_KEY)
+    # Thawed: the stored settings and policies are read and laid over as plain TOML values.
+    stored = thaw(spec.params.get(CONFIG_KEY))
     settings = dict(opts)
     policies = None
     if isinstance(stored, Mapping):
@@ -183,7 +184,7 @@ def policy_document(prepared: Prepared) -> Mapping[str, Any] | None:
     """The config's policies with the typed (or stored) flags laid over ``default``."""
     if prepared.policies is None or prepared.settings.get("policies"):
         return None
-    doc = copy.deepcopy(dict(prepared.policies))
+    doc: dict[str, Any] = thaw(prepared.policies)
     stored = prepared.params.get(CONFIG_KEY)
     flagged = set(prepared.overrides)
     if isinstance(stored, Mapping):
@@ -248,7 +249,7 @@ def with_options(prepared: Prepared, pairs: Sequence[str]) -> Prepared:
     """``--option KEY=VALUE`` laid over the connector options (dotted keys nest)."""
     if not pairs:
         return prepared
-    options = copy.deepcopy(dict(prepared.options))
+    options = thaw(prepared.options)
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from sandbox_testlib import AUTH
 
 from statesync.sandbox import Sandbox, SandboxConfig
+from support.sandbox_lib import AUTH
 
 
 @pytest.fixture

@@ -9,7 +9,12 @@ import sys
 from pathlib import Path
 
 import httpx
-from sandbox_testlib import AUTH
+import pytest
+
+from support.sandbox_lib import AUTH
+
+# Slow: drives the CLI in subprocesses (outside the fast subset, -m 'not slow').
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 

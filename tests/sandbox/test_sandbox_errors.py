@@ -6,9 +6,9 @@ import base64
 
 import httpx
 import pytest
-from sandbox_testlib import API_KEY
 
 from statesync.sandbox import Sandbox
+from support.sandbox_lib import API_KEY
 
 
 def _error(response: httpx.Response, status: int) -> dict[str, str]:

@@ -7,9 +7,9 @@ import time
 
 import httpx
 import pytest
-from sandbox_testlib import AUTH
 
 from statesync.sandbox import FaultRule, FaultSettings, Sandbox, SandboxConfig
+from support.sandbox_lib import AUTH
 
 
 def _statuses(client: httpx.Client, count: int, path: str = "/v1/customers") -> list[int]:

@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sandbox_testlib import AUTH
 
 from statesync.sandbox import FaultRule, GraphQLApi, Sandbox, SandboxConfig, default_plugins
+from support.sandbox_lib import AUTH
 
 TICKETS, ARTICLES = "graphql.tickets", "graphql.articles"
 RELAY = """

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from sandbox_testlib import walk
 
 from statesync.sandbox import MutationRule, Sandbox, SandboxConfig
+from support.sandbox_lib import walk
 
 
 def test_insert_adds_newer_records_at_the_head(sandbox: Sandbox, client: httpx.Client) -> None:

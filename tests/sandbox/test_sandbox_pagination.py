@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sandbox_testlib import AUTH, walk
 
 from statesync.sandbox import Sandbox, SandboxConfig
+from support.sandbox_lib import AUTH, walk
 
 
 def _sort_key(record: dict[str, Any]) -> tuple[int, str]:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sandbox_testlib import AUTH
 
 from statesync import FetchState, PageRequest, SyncMode, rate_info_from_headers
 from statesync.connectors.close import CloseConnector
@@ -20,6 +19,7 @@ from statesync.connectors.stripe import StripeConnector
 from statesync.errors import RateLimitedError
 from statesync.sandbox import Sandbox, SandboxConfig
 from statesync.sandbox._options import build_config, load_payload
+from support.sandbox_lib import AUTH
 
 KEY = SandboxConfig().api_key
 STATESYNC = str(Path(sys.executable).with_name("statesync"))
@@ -147,6 +147,7 @@ def test_configured_faults_survive_a_reset() -> None:
     assert statuses == [200, 429]
 
 
+@pytest.mark.slow
 def test_statesync_sandbox_help_documents_the_flags_and_refuses_bad_ones() -> None:
     shown = subprocess.run([STATESYNC, "sandbox", "--help"], capture_output=True, text=True)
     for flag in ("--faults", "--config", "--rate-limit", "--rate-limit-style", "--latency"):

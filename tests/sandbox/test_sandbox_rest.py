@@ -36,7 +36,7 @@ def test_every_credential_form_is_accepted_and_a_wrong_key_is_a_401(
     ],
 )
 def test_bad_requests_get_api_shaped_errors(
-    client: httpx.Client, method: str, path: str, params: dict[str, object], status: int
+    client: httpx.Client, method: str, path: str, params: dict[str, str | int], status: int
 ) -> None:
     answer = client.request(method, path, params=params)
     assert answer.status_code == status

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import stripe
-from sandbox_testlib import API_KEY
 
 from statesync.sandbox import Sandbox, SandboxConfig
+from support.sandbox_lib import API_KEY
 
 
 def _client(sandbox: Sandbox, key: str = API_KEY) -> stripe.StripeClient:

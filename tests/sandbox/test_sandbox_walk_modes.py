@@ -4,9 +4,9 @@ backdated inserts; switched from ``POST /_sandbox/faults`` or the sandbox's conf
 from __future__ import annotations
 
 import httpx
-from sandbox_testlib import API_KEY, AUTH
 
 from statesync.sandbox import Sandbox, SandboxConfig
+from support.sandbox_lib import API_KEY, AUTH
 
 SIZES = {"customers": 30, "close.lead": 50, "graphql.articles": 20}
 

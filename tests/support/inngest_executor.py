@@ -37,9 +37,11 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import celpy
+import celpy.adapter
+import celpy.celparser
 import celpy.evaluation
 import fastapi
 import httpx
@@ -122,11 +124,11 @@ class Cel:
                 raise ExecutorError(f"CEL rejects surrogate escapes: {expr!r}")
             try:
                 program = self._env.program(self._env.compile(expr))
-            except celpy.CELParseError as exc:
+            except celpy.celparser.CELParseError as exc:
                 raise ExecutorError(f"not CEL: {expr!r}: {exc}") from exc
             self._programs[expr] = program
         try:
-            result = program.evaluate(celpy.json_to_cel(dict(scope)))
+            result = program.evaluate(cast(Any, celpy.adapter.json_to_cel(dict(scope))))
         except celpy.evaluation.CELEvalError:
             return None
         return None if isinstance(result, celpy.evaluation.CELEvalError) else result

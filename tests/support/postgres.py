@@ -1,6 +1,6 @@
 """PostgreSQL fixtures: the machine's server on 5432 when it answers, else a private one.
 
-Import the fixtures into a test module (``from postgres_support import postgres_dsn,
+Import the fixtures into a test module (``from support.postgres import postgres_dsn,
 pg_schema``). Every test gets a fresh schema (:func:`pg_schema`) or database
 (:func:`pg_database`), dropped afterwards, so tests can share one server.
 

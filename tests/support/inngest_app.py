@@ -1,0 +1,74 @@
+"""Inngest apps over the sandbox: the served functions, Stripe connectors, exact checks."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import inngest
+
+from statesync import ChunkPolicy, ConnectorPlugin, JobSpec, PolicySet, RetryPolicy
+from statesync.adapters._inngest_steps import ConnectorFactory
+from statesync.adapters.inngest import (
+    sync_functions,
+)
+from statesync.connector import BaseConnector
+from statesync.connectors.stripe import StripeConnector
+from statesync.destination import Destination
+from statesync.sandbox import Sandbox
+from statesync.store import StateStore
+from support.inngest_executor import Executor
+
+RETRY = RetryPolicy(attempts=5, initial_delay=2, jitter=0)
+
+
+ONE_PAGE_CHUNKS = PolicySet(retry=RETRY, chunk=ChunkPolicy(max_iterations=1, page_size=10))
+
+
+def functions(
+    connectors: Mapping[str, ConnectorFactory | ConnectorPlugin],
+    store: StateStore,
+    destination: Destination,
+    **kw: Any,
+) -> Callable[[inngest.Inngest], list[inngest.Function[Any]]]:
+    kw.setdefault("policies", ONE_PAGE_CHUNKS)
+    kw.setdefault("namespaces", "")  # the shared tables: these tests are about chunks
+
+    def make(client: inngest.Inngest) -> list[inngest.Function[Any]]:
+        return sync_functions(
+            client, connectors=connectors, store=store, destination=destination, **kw
+        )
+
+    return make
+
+
+SIZES = {"customers": 300, "invoices": 40, "charges": 50}
+
+
+def stripe(sandbox: Sandbox) -> Mapping[str, Callable[[JobSpec], BaseConnector]]:
+    key, url = sandbox.config.api_key, sandbox.url
+    return {"stripe": lambda spec: StripeConnector(key, base_url=url)}
+
+
+def live_ids(db: Path, entity: str) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        return [r[0] for r in conn.execute(f'SELECT id FROM "{entity}"')]
+
+
+def assert_exact(sandbox: Sandbox, db: Path, entity: str) -> None:
+    got = live_ids(db, entity)
+    assert len(got) == len(set(got)), f"{entity}: duplicated rows"
+    assert set(got) == {r["id"] for r in sandbox.snapshot(entity)}, f"{entity}: rows differ"
+
+
+def job_output(ex: Executor) -> dict[str, Any]:
+    (job,) = ex.runs_of("-job")
+    assert job.status == "completed", job.error
+    out: dict[str, Any] = job.output
+    return out
+
+
+def rows(n: int) -> list[dict[str, Any]]:
+    return [{"id": f"r{i:05d}", "n": i} for i in range(n)]
