@@ -225,7 +225,7 @@ async def test_shared_tables_on_request_and_for_jobs_stored_without_a_namespace(
     )
     await store.create_job(spec, [record])
     assert job_namespace(spec) is None
-    conn.data["orders"] = rows(45, "old")
+    conn.data["orders"] = [*rows(45, "old")]
     resumed = await runner(conn, store, dest, namespace=None).resume("old")
     assert (await resumed.wait()).ok
     assert {v["tag"] for v in dest.rows("orders").values()} == {"old"}
