@@ -12,6 +12,7 @@ import contextlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING
 
 import attrs
@@ -19,8 +20,17 @@ from attrs import field, frozen
 
 from statesync._budget import BudgetRegistry
 from statesync._chunk import ChunkOutcome, apply_trigger, perform_sync_chunk
+from statesync._instances import (
+    instance_id,
+    latest_instance,
+    open_instance,
+    resolve_instance,
+    validate_job_id,
+)
 from statesync._lease import LeaseKeeper
 from statesync._models import EntityRecord, JobSpec, Lease, SyncMode, SyncState
+from statesync._namespace import PARAM as NAMESPACE
+from statesync._namespace import job_namespace, namespaced
 from statesync._policy import PolicySet
 from statesync.adapters._inngest_model import (
     INNGEST,
@@ -41,9 +51,9 @@ from statesync.errors import (
     ConfigurationError,
     ConflictError,
     InvalidTransitionError,
+    JobBusyError,
     LeaseError,
     StatesyncError,
-    UnknownJobError,
 )
 from statesync.events import Emitter, Listener
 from statesync.store import StateStore
@@ -78,7 +88,11 @@ class StepConflictError(_RetryAfterError):
 @frozen
 class StepBodies:
     """The steps' bodies, with what they need: the user's connectors, store,
-    destination and policies (the engine is :func:`statesync.perform_sync_chunk`)."""
+    destination and policies (the engine is :func:`statesync.perform_sync_chunk`).
+
+    ``namespaces`` maps a connector name to the namespace its new jobs write into
+    (``None``: the shared tables); a request's ``params["namespace"]`` overrides it.
+    """
 
     connectors: Mapping[str, ConnectorFactory]
     store: StateStore
@@ -86,6 +100,7 @@ class StepBodies:
     policies: PolicySet
     listeners: tuple[Listener, ...] = ()
     budgets: BudgetRegistry = field(factory=BudgetRegistry)
+    namespaces: Mapping[str, str | None] = field(factory=dict)
     _specs: OrderedDict[str, JobSpec] = field(factory=OrderedDict, init=False)
 
     # -- job --------------------------------------------------------------------
@@ -94,10 +109,8 @@ class StepBodies:
         """Create the job if absent (a replayed or duplicated request finds it) and
         say which entities still need a run, or, past ``per_run`` entities, which
         batches of them get a run of their own."""
-        job_id = req.job_id or default_id
-        spec = await self._ensure_job(req, job_id)
-        account = await self._account(spec)
-        instance = job_instance(spec)
+        spec = await self._open(req, req.job_id or default_id)
+        job_id, account, instance = spec.job_id, await self._account(spec), job_instance(spec)
         count = len(spec.entities)
         if count > per_run:
             slices = tuple((i, min(i + per_run, count)) for i in range(0, count, per_run))
@@ -165,41 +178,70 @@ class StepBodies:
                 final.append((task, rec.state))
         return running, final
 
-    async def _ensure_job(self, req: JobRequest, job_id: str) -> JobSpec:
+    async def _open(self, req: JobRequest, job_id: str) -> JobSpec:
+        """The instance of ``job_id`` this request drives (its spec, under its store id).
+
+        As the local runner's :func:`~statesync.open_instance`: a new instance when the
+        latest finished, else the latest. A live chain driving it is no refusal here:
+        the request joins it (its events carry the same instance, so they collapse).
+        ``retry_failed`` always means the latest instance, as ``resume`` does.
+        """
         self._factory(req.connector)  # refuse unknown connectors before storing anything
         try:
-            spec = await self.store.get_job(job_id)
-        except UnknownJobError:
-            spec = await self._create_job(req, job_id)
-        if spec.connector != req.connector:
-            raise inngest.NonRetriableError(
-                f"job {job_id!r} exists with connector {spec.connector!r}, not {req.connector!r}"
-            )
-        return spec
+            validate_job_id(job_id)
+        except ConfigurationError as exc:
+            raise inngest.NonRetriableError(str(exc)) from exc
+        latest = await latest_instance(self.store, job_id)
+        if latest:
+            spec = await self.store.get_job(instance_id(job_id, latest))
+            if spec.connector != req.connector:
+                raise inngest.NonRetriableError(
+                    f"job {job_id!r} exists with connector {spec.connector!r}, "
+                    f"not {req.connector!r}"
+                )
+            if req.retry_failed:  # a resume of the latest instance, not a new run
+                return spec
+        try:
+            opened = await open_instance(self.store, job_id, partial(self._create, req))
+            store_id = opened.store_id
+        except JobBusyError:
+            _, store_id = await resolve_instance(self.store, job_id)
+        return await self.store.get_job(store_id)
 
-    async def _create_job(self, req: JobRequest, job_id: str) -> JobSpec:
+    async def _create(self, req: JobRequest, job_id: str) -> None:
+        """Create instance ``job_id``; ConflictError when a concurrent request did."""
         now = datetime.now(UTC)
-        spec = JobSpec(job_id, req.connector, req.entities, req.mode, dict(req.params), now)
+        params = {**self._namespace_param(req.connector), **req.params}
+        spec = JobSpec(job_id, req.connector, req.entities, req.mode, params, now)
+        try:
+            target = namespaced(self.destination, job_namespace(spec))
+        except ConfigurationError as exc:
+            raise inngest.NonRetriableError(f"params: {exc}") from exc
         records = [
             EntityRecord(
                 job_id=job_id,
                 entity=entity,
                 mode=req.mode,
-                since=await self._since(entity, req.mode),
+                since=await self._since(target, entity, req.mode),
                 created_at=now,
                 updated_at=now,
                 state_since=now,
             )
             for entity in req.entities
         ]
-        try:
-            await self.store.create_job(spec, records)
-        except ConflictError:
-            return await self.store.get_job(job_id)  # a concurrent request created it first
-        return spec
+        await self.store.create_job(spec, records)
 
-    async def _since(self, entity: str, mode: SyncMode) -> datetime | None:
-        return None if mode is SyncMode.FULL else await self.destination.watermark(entity)
+    def _namespace_param(self, connector: str) -> dict[str, str]:
+        name = self.namespaces.get(connector)
+        return {} if name is None else {NAMESPACE: name}
+
+    def _target(self, spec: JobSpec) -> Destination:
+        """The destination as the job's namespace sees it (stored jobs without one: shared)."""
+        return namespaced(self.destination, job_namespace(spec))
+
+    @staticmethod
+    async def _since(target: Destination, entity: str, mode: SyncMode) -> datetime | None:
+        return None if mode is SyncMode.FULL else await target.watermark(entity)
 
     async def summarize(self, job_id: str) -> JobSummary:
         records = await self.store.list_entities(job_id)
@@ -249,7 +291,7 @@ class StepBodies:
                 entity=task.entity,
                 connector=connector,
                 store=self.store,
-                destination=self.destination,
+                destination=self._target(spec),
                 chunk_policy=chunk_policy,
                 retry_policy=self.policies.retry_for(spec.connector, task.entity),
                 budget=self.budgets.for_connector(connector, chunk_policy),

@@ -47,6 +47,7 @@ from typing import Any, TypeVar
 
 from statesync._budget import BudgetRegistry
 from statesync._models import SyncState
+from statesync._namespace import effective_namespace
 from statesync._plugins import ConnectorPlugin, JobConnectorFactory, job_factory
 from statesync._policy import PolicySet
 from statesync.adapters._inngest_model import (
@@ -146,6 +147,7 @@ def sync_functions(
     entities_per_run: int = DEFAULT_ENTITIES_PER_RUN,
     listeners: Iterable[Listener] = (),
     budgets: BudgetRegistry | None = None,
+    namespaces: Mapping[str, str] | str | None = None,
 ) -> list[inngest.Function[Any]]:
     """The Inngest functions that run statesync jobs; serve them with your framework.
 
@@ -158,8 +160,14 @@ def sync_functions(
     allows 7 days) bounds how long a job run waits for an entity; afterwards it reports
     the entity's state as the store has it. ``chunks_per_run`` (1 to
     :data:`MAX_CHUNKS_PER_RUN`) and ``entities_per_run`` (1 to
-    :data:`MAX_ENTITIES_PER_RUN`) keep every run within Inngest's 1,000 steps. A bad
-    setting raises :class:`~statesync.errors.ConfigurationError` naming it.
+    :data:`MAX_ENTITIES_PER_RUN`) keep every run within Inngest's 1,000 steps.
+    ``namespaces`` routes each connector's new jobs to a namespace of ``destination``
+    (a PostgreSQL schema, a table prefix in SQLite): a mapping by connector name, or one
+    name for all; a connector not named writes into its own name's namespace, so two
+    connectors never share a table; ``""`` is the shared tables of older releases. A request's
+    ``params["namespace"]`` overrides it; a stored job keeps the namespace it was
+    created with. A bad setting raises :class:`~statesync.errors.ConfigurationError`
+    naming it.
     """
     INNGEST.require()
     policies = policies or PolicySet()
@@ -174,7 +182,13 @@ def sync_functions(
         entities_per_run=entities_per_run,
     )
     bodies = StepBodies(
-        per_job, store, destination, policies, tuple(listeners), budgets or BudgetRegistry()
+        per_job,
+        store,
+        destination,
+        policies,
+        tuple(listeners),
+        budgets or BudgetRegistry(),
+        _namespaces(per_job, namespaces),
     )
     names = EventNames(event_prefix)
     entity = _entity_function(client, bodies, names, chunks_per_run, account_concurrency)
@@ -242,6 +256,28 @@ def _check_settings(
             f"policies: a retry policy allows {max_attempts(policies)} attempts; Inngest "
             f"retries a step at most {INNGEST_MAX_RETRIES} times"
         )
+
+
+def _namespaces(
+    connectors: Mapping[str, ConnectorFactory], given: Mapping[str, str] | str | None
+) -> dict[str, str | None]:
+    """Each connector's namespace (``None``: the shared tables), every name checked.
+
+    A connector not named gets its own name (:func:`~statesync.default_namespace`).
+    """
+    if isinstance(given, str):
+        given = dict.fromkeys(connectors, given)
+    given = given or {}
+    unknown = sorted(set(given) - set(connectors))
+    if unknown:
+        raise ConfigurationError(f"namespaces names unknown connectors: {', '.join(unknown)}")
+    out: dict[str, str | None] = {}
+    for name in connectors:
+        try:
+            out[name] = effective_namespace(name, given.get(name))
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"namespaces[{name!r}]: {exc}") from None
+    return out
 
 
 def _int_within(name: str, value: object, most: int | None) -> None:

@@ -28,7 +28,7 @@ from statesync._instances import Instance, open_instance, resolve_instance, vali
 from statesync._lease import HOST, LeaseAttempt, LeaseKeeper, take_lease
 from statesync._models import EntityRecord, JobSpec, Lease, SyncMode, SyncState
 from statesync._namespace import PARAM as NAMESPACE
-from statesync._namespace import job_namespace, namespaced, validate_namespace
+from statesync._namespace import effective_namespace, job_namespace, namespaced
 from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
 from statesync._status import Holder, Outcome
 from statesync.connector import BaseConnector
@@ -128,8 +128,9 @@ class LocalRunner:
         self._emitter = Emitter(listeners)
         self.owner = owner or f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease_wait = lease_wait
-        self.namespace = None if namespace is None else validate_namespace(namespace)
-        """Jobs created without a namespace of their own write here (None: shared)."""
+        self.namespace = effective_namespace(connector.name, namespace)
+        """Where jobs created without a namespace of their own write (None: the shared
+        tables). The default is the connector's name; ``""`` asks for the shared tables."""
         self._stop = asyncio.Event()
         self._jobs_stop: dict[str, asyncio.Event] = {}
         # Instances this runner drives now: busy even before their leases are taken.
@@ -182,15 +183,15 @@ class LocalRunner:
     ) -> str:
         """Record a new job; incremental entities start from the destination's watermark.
 
-        ``namespace`` (default: the runner's) is where its tables go; it is stored with
-        the job.
+        ``namespace`` (default: the runner's; ``""``: the shared tables) is where its
+        tables go; it is stored with the job.
         """
         job_id = job_id or f"job-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
         now = datetime.now(UTC)
         params = dict(params or {})
-        chosen = namespace if namespace is not None else self.namespace
+        chosen = self.namespace if namespace is None else effective_namespace("", namespace)
         if chosen is not None:
-            params[NAMESPACE] = validate_namespace(chosen)
+            params[NAMESPACE] = chosen
         spec = JobSpec(job_id, self.connector.name, tuple(entities), mode, params, now)
         target = namespaced(self.destination, job_namespace(spec))
         records = [

@@ -34,6 +34,7 @@ from statesync._models import (
     TimeWindow,
     TransitionRecord,
 )
+from statesync._namespace import default_namespace
 from statesync._plugins import (
     ConnectorPlugin,
     installed_connectors,
@@ -117,6 +118,7 @@ __all__ = [
     "apply_trigger",
     "cancel_job",
     "collect_orphan_staging",
+    "default_namespace",
     "find_orphan_staging",
     "installed_connectors",
     "job_config_from_mapping",

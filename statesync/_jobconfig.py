@@ -44,10 +44,11 @@ from typing import Any, Final
 from attrs import field, frozen
 
 from statesync._models import SyncMode
+from statesync._namespace import effective_namespace
 from statesync.errors import ConfigurationError
 
 _TOP: Final = ("job", "connector", "entities", "policies", "store", "destination", "run")
-_JOB: Final = ("id", "mode", "entities")
+_JOB: Final = ("id", "mode", "entities", "namespace")
 _CONNECTOR: Final = ("name", "api_key_env", "options")
 _RUN: Final = {"parallel_entities": int, "lease_wait": float, "budget_redis": str}
 _RUN_RENAMED: Final = {"concurrency": "parallel_entities"}
@@ -73,6 +74,8 @@ class JobConfig:
     entities: tuple[str, ...] = ()
     mode: SyncMode = SyncMode.FULL
     job_id: str | None = None
+    namespace: str | None = None
+    """``None``: the connector's name; ``""``: the shared tables of older releases."""
     policies: Mapping[str, Any] | None = None
     store: str | None = None
     destination: str | None = None
@@ -132,6 +135,7 @@ def job_config_from_mapping(doc: Mapping[str, Any], *, source: str = "job config
         entities=entities,
         mode=SyncMode(mode),
         job_id=_optional_text(source, "job.id", job.get("id")),
+        namespace=_namespace(source, job.get("namespace")),
         policies=policies,
         store=_url(source, "store", doc),
         destination=_url(source, "destination", doc),
@@ -202,6 +206,14 @@ def _known(source: str, where: str, table: Mapping[str, Any], allowed: tuple[str
             raise JobConfigError(
                 source, f"{where}{key}", f"unknown key; expected one of: {', '.join(allowed)}"
             )
+
+
+def _namespace(source: str, value: object) -> str | None:
+    name = _optional_text(source, "job.namespace", value)
+    try:
+        return None if name is None else effective_namespace("", name) or ""
+    except ConfigurationError as exc:
+        raise JobConfigError(source, "job.namespace", str(exc)) from None
 
 
 def _optional_text(source: str, path: str, value: object) -> str | None:

@@ -4,7 +4,9 @@ A namespace is a PostgreSQL schema (:meth:`PostgresDestination.with_schema`) or,
 SQLite and memory, a table prefix: entity ``orders`` of namespace ``shop`` lands in table
 ``shop__orders`` (staging, fences and watermarks follow, as they are keyed by that name).
 The job stores its namespace (``JobSpec.params["namespace"]``), so resume, status and
-cancel find the same tables. ``None`` is the single shared namespace of older releases.
+cancel find the same tables. ``None`` is the single shared namespace of older releases:
+a stored job without the param keeps writing there. New jobs default to their
+connector's name (:func:`default_namespace`); ``""`` asks for the shared tables.
 """
 
 from __future__ import annotations
@@ -52,6 +54,18 @@ def default_namespace(connector_name: str) -> str:
     if not cleaned[0].isalpha():
         cleaned = "ns_" + cleaned
     return validate_namespace(cleaned.replace(SEPARATOR, "_")[:31])
+
+
+SHARED = ""
+"""The namespace name that means the shared, un-prefixed tables of older releases."""
+
+
+def effective_namespace(connector_name: str, given: str | None) -> str | None:
+    """The namespace a new job writes into: ``given``, or by default (``None``) the
+    connector's name; :data:`SHARED` (``""``) is the shared tables (``None`` out)."""
+    if given is None:
+        return default_namespace(connector_name)
+    return validate_namespace(given) if given != SHARED else None
 
 
 def job_namespace(spec: JobSpec) -> str | None:

@@ -20,6 +20,7 @@ from statesync.adapters.inngest import StepConflictError, job_requested, sync_fu
 from statesync.connectors.memory import MemoryConnector
 from statesync.destinations.memory import MemoryDestination
 from statesync.stores.memory import MemoryStateStore
+from support.namespace import table
 
 
 class Recording(mocked.Inngest):
@@ -84,6 +85,7 @@ def test_a_job_runs_through_its_chain_under_the_sdk_harness(
     queue = app.take("entity.sync")
     assert [e.data["entity"] for e in queue] == ["a", "b"]
     assert all(e.id == f"{e.data['instance']}/{e.data['entity']}/sync/0" for e in queue)
+    instance = queue[0].data["instance"]
     runs = 0
     while queue:
         result = app.trigger("entity", queue.pop(0))
@@ -92,16 +94,19 @@ def test_a_job_runs_through_its_chain_under_the_sdk_harness(
         queue += app.take("entity.continue")
     assert runs == 3 + 1  # a: 5 one-page chunks, 2 per run; b: one chunk
     assert app.connector.calls == 5 + 1
-    assert sorted(app.dest.rows("a")) == [r["id"] for r in rows(23)]
+    assert sorted(app.dest.rows(table("a", "memory"))) == [r["id"] for r in rows(23)]
     finished = app.take("entity.finished")
     assert sorted((e.data["entity"], e.data["state"]) for e in finished) == [
         ("a", "complete"),
         ("b", "complete"),
     ]
-    # The same request again: nothing left to start, and the summary is the store's.
-    again = app.trigger("job", request)
-    assert [e["state"] for e in again.output["entities"]] == ["complete", "complete"]
-    assert app.take("entity.sync") == []
+    # The same request after the job finished: its next instance, a chain of its own.
+    again = app.trigger("job", request, **waits)
+    assert again.output["job_id"] == "jm#2"
+    assert [e["state"] for e in again.output["entities"]] == ["pending", "pending"]
+    second = app.take("entity.sync")
+    assert [e.data["entity"] for e in second] == ["a", "b"]
+    assert instance not in {e.data["instance"] for e in second}
 
 
 def test_a_repeated_entity_event_fetches_nothing(loop: asyncio.AbstractEventLoop) -> None:

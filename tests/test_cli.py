@@ -20,6 +20,7 @@ import pytest
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 from support.cli import GRAPHQL_CONFIG, args, env, run_cmd, status
 from support.crash import wait_for_requests
+from support.namespace import table
 
 # Slow: drives the CLI in subprocesses (outside the fast subset, -m 'not slow').
 pytestmark = pytest.mark.slow
@@ -179,8 +180,8 @@ def test_cancel_drops_staging_and_keeps_the_live_table(sandbox: Sandbox, tmp_pat
     assert json.loads(out.stdout)["entities"][0]["state"] == "cancelled"
     with sqlite3.connect(tmp_path / "d.db") as db:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
-        assert not [t for t in tables if t.startswith("_stg_invoices")]
-        assert db.execute('SELECT count(*) FROM "invoices"').fetchone()[0] == 30
+        assert not [t for t in tables if t.startswith(f"_stg_{table('invoices')}")]
+        assert db.execute(f'SELECT count(*) FROM "{table("invoices")}"').fetchone()[0] == 30
 
 
 def test_close_connector_from_the_command_line(tmp_path: Path) -> None:
@@ -217,7 +218,7 @@ def test_concurrency_and_rate_flags(tmp_path: Path) -> None:
         overlapping = sum(1 for a, b in itertools.pairwise(log) if b.started < a.ended)
         assert overlapping > 0  # pages really were in flight together
         with sqlite3.connect(tmp_path / "d.db") as db:
-            ids = [r[0] for r in db.execute('SELECT id FROM "lead"')]
+            ids = [r[0] for r in db.execute(f'SELECT id FROM "{table("lead", "close")}"')]
         assert sorted(ids) == sorted(r["id"] for r in sandbox.snapshot("close.lead"))
 
 

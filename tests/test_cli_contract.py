@@ -19,6 +19,7 @@ import redis
 
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 from support.crash import wait_for_requests
+from support.namespace import table
 from support.postgres import pg_schema, postgres_dsn  # noqa: F401 - fixtures
 
 # Slow: drives the CLI in subprocesses (outside the fast subset, -m 'not slow').
@@ -226,4 +227,4 @@ def test_a_store_outage_mid_run_exits_3_with_a_hint_that_works(
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     with sqlite3.connect(tmp_path / "d.db") as db:
-        assert db.execute('SELECT count(*) FROM "customers"').fetchone()[0] == 30
+        assert db.execute(f'SELECT count(*) FROM "{table("customers")}"').fetchone()[0] == 30

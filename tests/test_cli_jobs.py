@@ -18,6 +18,7 @@ import pytest
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 from support.cli import GRAPHQL_CONFIG
 from support.crash import wait_for_requests
+from support.namespace import table
 
 # Slow: drives the CLI in subprocesses (outside the fast subset, -m 'not slow').
 pytestmark = pytest.mark.slow
@@ -90,7 +91,9 @@ def test_a_killed_worker_shows_stalled_and_a_recovered_entity_no_error(tmp_path:
         done = status(tmp_path, "k")["entities"][0]
         assert done["state"] == "complete" and done["liveness"] == "finished"
         assert done["last_error"] is None and done["last_error_kind"] is None
-        assert ids(tmp_path, "customers") == sorted(r["id"] for r in sandbox.snapshot("customers"))
+        assert ids(tmp_path, table("customers")) == sorted(
+            r["id"] for r in sandbox.snapshot("customers")
+        )
 
 
 def test_one_job_id_three_runs_three_instances(tmp_path: Path) -> None:
@@ -105,7 +108,7 @@ def test_one_job_id_three_runs_three_instances(tmp_path: Path) -> None:
             if number > 1:
                 assert f"job nightly instance {number}" in done.stdout
             expected = sorted(r["id"] for r in sandbox.snapshot("customers"))
-            assert ids(tmp_path, "customers") == expected
+            assert ids(tmp_path, table("customers")) == expected
         for number in (1, 2, 3):
             old = status(tmp_path, "nightly", "--instance", str(number))
             assert old["instance"] == number
@@ -120,11 +123,12 @@ def test_two_sources_same_entity_name_two_tables(tmp_path: Path) -> None:
     config.write_text(GRAPHQL_CONFIG.replace("[entities.tickets]", "[entities.customers]"))
     sizes = {"customers": 30, "graphql.tickets": 35}
     with Sandbox(SandboxConfig(sizes=sizes)) as sandbox:
+        # No --namespace: each job defaults to its connector's name.
         stripe = [STATESYNC, "run", "--base-url", sandbox.url, "--entity", "customers",
-                  "--namespace", "stripe", *paths(tmp_path)]  # fmt: skip
+                  *paths(tmp_path)]  # fmt: skip
         graphql = [STATESYNC, "run", "--connector", "graphql", "--base-url",
                    f"{sandbox.url}/graphql", "--graphql-config", str(config), "--entity",
-                   "customers", "--namespace", "graphql", *paths(tmp_path)]  # fmt: skip
+                   "customers", *paths(tmp_path)]  # fmt: skip
         for cmd in (stripe, graphql):
             done = subprocess.run(
                 cmd, env=env(sandbox), capture_output=True, text=True, timeout=120
@@ -158,3 +162,26 @@ def test_running_a_job_id_that_is_running_answers_busy(tmp_path: Path) -> None:
         assert error["type"] == "JobBusyError"
         assert str(first.pid) in error["holders"]["customers"]["owner"]
         assert status(tmp_path, "busy")["instance"] == 1  # no second instance was made
+
+
+def test_namespace_flag_and_config_key_choose_the_tables(tmp_path: Path) -> None:
+    with Sandbox(SandboxConfig(sizes={"customers": 20})) as sandbox:
+        base = [STATESYNC, "run", "--base-url", sandbox.url, "--entity", "customers"]
+        served = sorted(r["id"] for r in sandbox.snapshot("customers"))
+        shared = call([*base, "--job-id", "old", "--namespace", "", *paths(tmp_path)], sandbox)
+        assert shared.returncode == 0, shared.stdout + shared.stderr
+        assert ids(tmp_path, "customers") == served  # the shared tables of older releases
+        config = tmp_path / "job.toml"
+        config.write_text(
+            '[job]\nentities = ["customers"]\nnamespace = "billing"\n'
+            f'[connector]\nname = "stripe"\n[connector.options]\nbase_url = "{sandbox.url}"\n'
+        )
+        named = call([STATESYNC, "run", "--config", str(config), *paths(tmp_path)], sandbox)
+        assert named.returncode == 0, named.stdout + named.stderr
+        assert ids(tmp_path, "billing__customers") == served
+        config.write_text(config.read_text().replace('"billing"', '"a__b"'))
+        bad = call([STATESYNC, "run", "--config", str(config), *paths(tmp_path)], sandbox)
+        assert bad.returncode == 2 and "job.namespace" in bad.stderr, bad.stdout + bad.stderr
+        with sqlite3.connect(tmp_path / "d.db") as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert table("customers") not in tables  # no job ever used the default here

@@ -12,6 +12,7 @@ import pytest
 
 from statesync.sandbox import Sandbox, SandboxConfig
 from support.cli import env, run_cmd, status
+from support.namespace import table
 
 # Slow: drives the CLI in subprocesses (outside the fast subset, -m 'not slow').
 pytestmark = pytest.mark.slow
@@ -38,7 +39,7 @@ def test_a_skip_cap_nobody_told_the_client_still_stores_every_lead(
         done = run(sandbox, tmp_path, *extra)
         assert done.returncode == 0, done.stdout + done.stderr
         with sqlite3.connect(tmp_path / "d.db") as db:
-            ids = [r[0] for r in db.execute('SELECT id FROM "lead"')]
+            ids = [r[0] for r in db.execute(f'SELECT id FROM "{table("lead", "close")}"')]
         assert sorted(ids) == sorted(r["id"] for r in sandbox.snapshot("close.lead"))
         log = sorted(sandbox.log(), key=lambda e: e.number)
         refused = [e.number for e in log if e.status == 400]

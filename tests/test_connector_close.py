@@ -215,6 +215,7 @@ async def test_custom_fields_and_users_sync_through_the_engine(mode: SyncMode) -
         store=store,
         destination=dest,
         chunk_policy=ChunkPolicy(max_iterations=2, page_size=5),
+        namespace="",  # the shared tables: this test is not about namespaces
     )
     await runner.sync(entities)  # a first full sync gives the incremental one a watermark
     result = await runner.sync(entities, mode=mode)
@@ -338,6 +339,7 @@ async def test_remaining_zero_waits_until_reset_before_the_next_request() -> Non
         store=MemoryStateStore(),
         destination=MemoryDestination(),
         chunk_policy=ChunkPolicy(page_size=10),
+        namespace="",  # the shared tables: this test is not about namespaces
     )
     result = await runner.sync(["lead"])
     log = sandbox.log()

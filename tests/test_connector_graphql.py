@@ -392,6 +392,7 @@ def _runner(
         destination=dest,
         chunk_policy=ChunkPolicy(max_iterations=2, page_size=7),
         retry_policy=RetryPolicy(attempts=4, initial_delay=0.001, max_delay=0.05, jitter=0),
+        namespace="",  # the shared tables: this test is not about namespaces
     )
 
 

@@ -253,6 +253,7 @@ async def test_planned_concurrent_offsets_survive_drift(sandbox: Sandbox, where:
         store=MemoryStateStore(),
         destination=destination,
         policies=PolicySet(retry=RetryPolicy(attempts=3), chunk=chunk),
+        namespace="",  # the shared tables: this test is not about namespaces
     )
     start = len(sandbox.log())
     sandbox.faults.configure(latency=0.02)  # so requests in flight together overlap

@@ -42,6 +42,10 @@ CASES = [
 JOB = "crashjob"
 
 
+SHARED = ("--namespace", "")
+"""`run`'s option for the shared tables, so the job writes into the test's ?schema=."""
+
+
 def job_args(store: str, dest: str) -> list[str]:
     """``test_crash_resume.job_args`` with any destination URL."""
     return [
@@ -55,7 +59,9 @@ def crash_then_resume(sandbox: Sandbox, store: str, dsn: str, schema: str, point
     args = job_args(store, f"{dsn}?schema={schema}")
     env = {"STATESYNC_API_KEY": sandbox.config.api_key, "STATESYNC_CRASH_AT": point}
     entities = [a for e in SIZES for a in ("--entity", e)]
-    first = cli("run", "--base-url", sandbox.url, *entities, "--job-id", JOB, *args, env=env)
+    first = cli(
+        "run", "--base-url", sandbox.url, *entities, "--job-id", JOB, *args, *SHARED, env=env
+    )
     assert first.returncode == -signal.SIGKILL, (
         f"crash point {point} was never reached: {first.stdout[-500:]} {first.stderr[-500:]}"
     )
@@ -91,6 +97,8 @@ def test_a_second_full_sync_replaces_the_first(
     args = job_args(store, f"{postgres_dsn}?schema={pg_schema}")
     env = {"STATESYNC_API_KEY": sandbox.config.api_key}
     entities = [a for e in SIZES for a in ("--entity", e)]
-    done = cli("run", "--base-url", sandbox.url, *entities, "--job-id", "first", *args, env=env)
+    done = cli(
+        "run", "--base-url", sandbox.url, *entities, "--job-id", "first", *args, *SHARED, env=env
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     crash_then_resume(sandbox, store, postgres_dsn, pg_schema, "in_finalize:1")

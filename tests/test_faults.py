@@ -30,6 +30,7 @@ def make_runner(sandbox: Sandbox, tmp: Path, *, key: str = SECRET, **kw: object)
         connector=StripeConnector(key, base_url=sandbox.url),
         store=kw.pop("store", MemoryStateStore()),  # type: ignore[arg-type]
         destination=SQLiteDestination(tmp / "data.db"),
+        namespace="",  # the shared tables: this test is not about namespaces
         chunk_policy=ChunkPolicy(max_iterations=2, page_size=10),
         retry_policy=kw.pop("retry", RetryPolicy(attempts=3, initial_delay=0.01, jitter=0)),  # type: ignore[arg-type]
     )

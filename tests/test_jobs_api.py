@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -15,7 +16,9 @@ import pytest
 
 from statesync import (
     ChunkPolicy,
+    EntityRecord,
     JobHandle,
+    JobSpec,
     JobStatus,
     Liveness,
     Outcome,
@@ -24,8 +27,10 @@ from statesync import (
     SyncMode,
     SyncState,
     cancel_job,
+    default_namespace,
     job_status,
 )
+from statesync._namespace import job_namespace
 from statesync.adapters.local import LocalRunner
 from statesync.connectors.memory import MemoryConnector
 from statesync.destination import Destination
@@ -70,6 +75,7 @@ def runner(conn: MemoryConnector, st: StateStore, dest: Destination, **kw: Any) 
         destination=dest,
         chunk_policy=ChunkPolicy(max_iterations=2, page_size=10, lease_ttl=5),
         retry_policy=kw.pop("retry_policy", FAST),
+        namespace=kw.pop("namespace", ""),  # the shared tables unless a test names one
         **kw,
     )
 
@@ -191,13 +197,39 @@ async def test_two_connectors_same_entity_two_namespaces(store: StateStore) -> N
     shop.name = "shop"
     crm = MemoryConnector({"orders": rows(40, "crm")})
     crm.name = "crm"
-    a = await runner(shop, store, dest).start(["orders"], job_id="shop-job", namespace="shop")
-    b = await runner(crm, store, dest).start(["orders"], job_id="crm-job", namespace="crm")
+    # No namespace given anywhere: each job defaults to its connector's name.
+    a = await runner(shop, store, dest, namespace=None).start(["orders"], job_id="shop-job")
+    b = await runner(crm, store, dest, namespace=None).start(["orders"], job_id="crm-job")
     assert (await a.wait()).ok and (await b.wait()).ok
+    assert (await store.get_job("shop-job")).params["namespace"] == default_namespace("shop")
     assert {v["tag"] for v in dest.rows("shop__orders").values()} == {"shop"}
     assert {v["tag"] for v in dest.rows("crm__orders").values()} == {"crm"}
     assert len(dest.rows("shop__orders")) == 25 and len(dest.rows("crm__orders")) == 40
     assert dest.rows("orders") == {}
+
+
+async def test_shared_tables_on_request_and_for_jobs_stored_without_a_namespace(
+    store: StateStore,
+) -> None:
+    dest = MemoryDestination()
+    conn = MemoryConnector({"orders": rows(30)})
+    shared = await runner(conn, store, dest, namespace="").start(["orders"], job_id="shared")
+    assert (await shared.wait()).ok and len(dest.rows("orders")) == 30
+    assert "namespace" not in (await store.get_job("shared")).params
+    # A job an older release stored (no namespace param) keeps resolving to the shared
+    # tables, whatever the runner resuming it would give a new job.
+    now = datetime.now(UTC)
+    spec = JobSpec("old", conn.name, ("orders",), SyncMode.FULL, {}, now)
+    record = EntityRecord(
+        job_id="old", entity="orders", mode=SyncMode.FULL, created_at=now, updated_at=now
+    )
+    await store.create_job(spec, [record])
+    assert job_namespace(spec) is None
+    conn.data["orders"] = [*rows(45, "old")]
+    resumed = await runner(conn, store, dest, namespace=None).resume("old")
+    assert (await resumed.wait()).ok
+    assert {v["tag"] for v in dest.rows("orders").values()} == {"old"}
+    assert len(dest.rows("orders")) == 45 and dest.rows("memory__orders") == {}
 
 
 async def test_postgres_namespaces_are_schemas(

@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from statesync.sandbox import SandboxConfig
+from support.namespace import table
 
 # Slow: whole syncs served over HTTP (outside the fast subset, -m 'not slow').
 pytestmark = pytest.mark.slow
@@ -108,7 +109,7 @@ def test_four_stripe_entities_under_a_5_per_second_limit(tmp_path: Path) -> None
         done = sync(tmp_path, em, "stripe", em.url, STRIPE)
         assert_done(done, tmp_path, STRIPE)
         for entity in STRIPE:
-            assert stored_ids(tmp_path, entity) == em.ids(entity)
+            assert stored_ids(tmp_path, table(entity)) == em.ids(entity)
         log = em.log()
     assert any(e["status"] == 429 for e in log)  # the limit was met, and ridden out
     assert refused_share_after_the_first(log, 8) <= 0.25
@@ -148,7 +149,7 @@ def test_two_graphql_entities_under_a_github_style_3_per_second_limit(tmp_path: 
                     "--graphql-config", str(config))  # fmt: skip
         assert_done(done, tmp_path, ("tickets", "articles"))
         for entity in ("tickets", "articles"):
-            assert stored_ids(tmp_path, entity) == em.ids(f"graphql.{entity}")
+            assert stored_ids(tmp_path, table(entity, "graphql")) == em.ids(f"graphql.{entity}")
         log = em.log()
     # Refused GitHub's way: an HTTP 200 with errors; the reset times were waited out.
     assert all(e["status"] == 200 for e in log)
@@ -168,7 +169,7 @@ def test_five_close_entities_under_a_close_style_limit(tmp_path: Path, separator
         done = sync(tmp_path, em, "close", f"{em.url}/api/v1", CLOSE)
         assert_done(done, tmp_path, CLOSE)
         for entity in CLOSE:
-            assert stored_ids(tmp_path, entity) == em.ids(f"close.{entity}")
+            assert stored_ids(tmp_path, table(entity, "close")) == em.ids(f"close.{entity}")
         log = em.log()
     # Close reports the quota on every answer: the budget paces by it, so few are refused.
     assert sum(e["status"] == 429 for e in log) <= max(3, len(log) // 10)

@@ -185,6 +185,12 @@ def _args(store: str, dest: str) -> list[str]:
     ]
 
 
+def _shared(dest_kind: str) -> tuple[str, ...]:
+    """`run`'s option for the shared tables, so a PostgreSQL job writes into the test's
+    own ?schema= (SQLite jobs keep the default namespace, ``stripe__``)."""
+    return ("--namespace", "") if dest_kind == "postgres" else ()
+
+
 class SqliteStore:
     def __init__(self, tmp: Path, _redis: Any) -> None:
         self.db, self.snap = tmp / "state.db", tmp / "snap.db"
@@ -288,7 +294,17 @@ def test_resume_after_the_store_was_rolled_back_ends_complete_and_exact(
     entities = [a for e in SIZES for a in ("--entity", e)]
     common = _args(store.url, dest)
     run = subprocess.Popen(
-        [STATESYNC, "run", "--base-url", sandbox.url, "--job-id", JOB, *entities, *common],
+        [
+            STATESYNC,
+            "run",
+            "--base-url",
+            sandbox.url,
+            "--job-id",
+            JOB,
+            *entities,
+            *common,
+            *_shared(dest_kind),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -349,7 +365,7 @@ def test_gc_drops_the_staging_a_flushed_store_forgot_and_keeps_live_jobs(
         crash = {**env, "STATESYNC_CRASH_AT": "after_checkpoint:3"}
         done = cli(
             "run", "--base-url", sandbox.url, "--entity", "customers", "--job-id", job,
-            *_args(store.url, dest), env=crash,
+            *_args(store.url, dest), *_shared(dest_kind), env=crash,
         )  # fmt: skip
         assert done.returncode == -signal.SIGKILL, done.stdout + done.stderr
 

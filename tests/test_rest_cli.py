@@ -18,6 +18,7 @@ from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 from statesync.testing import crash_then_resume, statesync
 from statesync.testing._crash import STATESYNC
 from support.crash import wait_for_requests
+from support.namespace import table
 from support.rest_styles import rest_options
 
 # Slow: drives the CLI in subprocesses (outside the fast subset, -m 'not slow').
@@ -45,8 +46,10 @@ def rows(db: Path, table: str) -> list[str]:
         return [r[0] for r in conn.execute(f'SELECT id FROM "{table}"')]
 
 
-def assert_exact(sandbox: Sandbox, db: Path, entity: str = "issues") -> None:
-    got = rows(db, entity)
+def assert_exact(
+    sandbox: Sandbox, db: Path, entity: str = "issues", connector: str = "rest"
+) -> None:
+    got = rows(db, table(entity, connector))
     assert len(got) == len(set(got)), "duplicated rows"
     assert set(got) == {r["id"] for r in sandbox.snapshot(f"rest.{entity}")}
 
@@ -217,7 +220,7 @@ def test_a_plugin_runs_and_resumes_from_the_cli(sandbox: Sandbox, tmp_path: Path
     config = _write(tmp_path, "widgets.toml", WIDGETS.replace("BASE", sandbox.url))
     env = clean_env(sandbox, WIDGETS_TOKEN=sandbox.config.api_key)
     crash_then_resume(["--config", config], "w1", "after_checkpoint:3", env=env, cwd=tmp_path)
-    assert_exact(sandbox, tmp_path / "widgets.db", "widgets")
+    assert_exact(sandbox, tmp_path / "widgets.db", "widgets", "widgets")
     listed = statesync("status", cwd=tmp_path).stdout
     assert "w1  widgets  widgets" in listed
 
@@ -228,7 +231,7 @@ def test_a_plugin_by_module_path_and_an_unknown_name(sandbox: Sandbox, tmp_path:
     text = text.replace('name = "widgets"', 'name = "statesync_widgets:gadgets"')
     config = _write(tmp_path, "m.toml", text)
     crash_then_resume(["--config", config], "g1", "after_checkpoint:2", env=env, cwd=tmp_path)
-    assert_exact(sandbox, tmp_path / "widgets.db", "widgets")
+    assert_exact(sandbox, tmp_path / "widgets.db", "widgets", "gadgets")  # the built name
     assert "g1  gadgets  widgets" in statesync("status", cwd=tmp_path).stdout
     unknown = statesync("run", "--connector", "gizmos", "--entity", "x", env=env, cwd=tmp_path)
     assert unknown.returncode == 2
@@ -297,10 +300,10 @@ def test_graphql_and_close_jobs_from_one_config_file_resume_without_flags(
             sandbox.faults.add_rule(FaultRule(path_prefix=None, nth=3, times=99, status=401))
         sandbox.faults.clear_rules()
         with sqlite3.connect(tmp_path / "g.db") as db:
-            got = [r[0] for r in db.execute('SELECT id FROM "tickets"')]
+            got = [r[0] for r in db.execute(f'SELECT id FROM "{table("tickets", "graphql")}"')]
         assert sorted(got) == sorted(r["id"] for r in sandbox.snapshot("graphql.tickets"))
         with sqlite3.connect(tmp_path / "c.db") as db:
-            leads = [r[0] for r in db.execute('SELECT id FROM "lead"')]
+            leads = [r[0] for r in db.execute(f'SELECT id FROM "{table("lead", "close")}"')]
         assert sorted(leads) == sorted(r["id"] for r in sandbox.snapshot("close.lead"))
         skips = [int(e.query["_skip"]) for e in sandbox.log() if "_skip" in e.query]
         assert max(skips) <= 30, "the stored skip_cap was not used on resume"
@@ -350,7 +353,7 @@ def test_connector_options_from_the_command_line_are_stored_for_resume(tmp_path:
         resumed = statesync("resume", "cl", "--retry-failed", "--page-size", "10", *store, env=env)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         with sqlite3.connect(tmp_path / "d.db") as db:
-            leads = [r[0] for r in db.execute('SELECT id FROM "lead"')]
+            leads = [r[0] for r in db.execute(f'SELECT id FROM "{table("lead", "close")}"')]
         assert sorted(leads) == sorted(r["id"] for r in sandbox.snapshot("close.lead"))
         assert max(int(e.query["_skip"]) for e in sandbox.log()) <= 25
         assert {e.query["_fields"] for e in sandbox.log()} == {

@@ -50,6 +50,7 @@ def make_app(store_url: str, prefix: str, dsn: str, schema: str, sandbox: Sandbo
         destination=destination,
         chunk_policy=ChunkPolicy(max_iterations=2, page_size=5, lease_ttl=5),
         retry_policy=RetryPolicy(attempts=3, initial_delay=0.01),
+        namespace="",  # the test's private schema, not a shared `stripe` one
     )
     handles: dict[str, JobHandle] = {}
     app = FastAPI()

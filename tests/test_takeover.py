@@ -30,6 +30,7 @@ from support.crash import (  # noqa: F401 - sandbox is a fixture
     sandbox,
     wait_for_requests,
 )
+from support.namespace import table
 
 # Slow: subprocess crashes and resumes (outside the fast subset, -m 'not slow').
 pytestmark = pytest.mark.slow
@@ -114,7 +115,10 @@ def test_a_live_holder_is_waited_for_with_a_countdown(tmp_path: Path) -> None:
         assert f"pid {first.pid}" in countdown[0] and "giving up in" in countdown[0]
         assert "took the lease over" not in waited.stderr
         got = sorted(
-            r[0] for r in sqlite3.connect(tmp_path / "data.db").execute("SELECT id FROM customers")
+            r[0]
+            for r in sqlite3.connect(tmp_path / "data.db").execute(
+                f'SELECT id FROM "{table("customers")}"'
+            )
         )
         assert got == sorted(r["id"] for r in running.snapshot("customers"))
 

@@ -98,6 +98,6 @@ def test_concurrent_sync_survives_sigkill(
     assert second.returncode == 0 and "ok" in second.stdout, second.stdout + second.stderr[-2000:]
     for entity in ENTITIES[kind]:
         source = entity if kind == "stripe" else f"close.{entity}"
-        got = live_ids(db, entity)
+        got = live_ids(db, entity, kind)
         assert len(got) == len(set(got))
         assert set(got) == {r["id"] for r in sandbox.snapshot(source)}

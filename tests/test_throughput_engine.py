@@ -51,6 +51,7 @@ def make_runner(conn: MemoryConnector, dest: MemoryDestination, **policy: Any) -
         destination=dest,
         chunk_policy=ChunkPolicy(**{"max_iterations": 8, "page_size": 10, **policy}),
         retry_policy=retry,
+        namespace="",  # the shared tables: this test is not about namespaces
     )
 
 

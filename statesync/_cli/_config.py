@@ -57,6 +57,8 @@ class Prepared:
     policies: Mapping[str, Any] | None
     overrides: tuple[str, ...]
     params: Mapping[str, Any]
+    namespace: str | None = None
+    """The job config's ``job.namespace`` (``None``: the connector's name)."""
 
 
 def typed_flags(ctx: click.Context) -> set[str]:
@@ -116,6 +118,7 @@ def prepare_run(
         policies=config.policies,
         overrides=tuple(sorted(typed & set(_STORED))),
         params={"connector": {"name": name, "options": options}, CONFIG_KEY: stored},
+        namespace=config.namespace,
     )
 
 

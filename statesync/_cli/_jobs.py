@@ -46,6 +46,7 @@ from statesync._cli._validate import (
 from statesync._instances import Instance, resolve_instance
 from statesync._listeners import LoggingListener
 from statesync._models import SyncMode
+from statesync._namespace import effective_namespace
 from statesync._policy import ChunkPolicy, PolicySet, RetryPolicy
 from statesync._sandbox_flags import NAMED_FAULTS, PAYLOAD_HELP
 from statesync._status import job_status
@@ -231,7 +232,8 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
     "--namespace",
     default=None,
     callback=check_namespace,
-    help="Destination namespace (PostgreSQL schema, SQLite table prefix); default: none.",
+    help="Destination namespace (PostgreSQL schema, SQLite table prefix); default: the "
+    "connector's name. --namespace '' writes the shared, un-prefixed tables of older releases.",
 )
 @_common
 def run(
@@ -255,8 +257,8 @@ def run(
             ctx, config_path, connector, base_url, graphql_config, entities, mode, job_id, opts
         )
         prepared = _config.with_options(prepared, connector_flags)
-        check_tables(prepared.entities, namespace)
-        runner, display = _runner(prepared)
+        chosen = namespace if namespace is not None else prepared.namespace
+        runner, display = _runner(prepared, namespace=chosen, new_job=True)
         async with _session(runner):
             # Stored with the job so `resume` rebuilds the same connector: no secrets here.
             instance = await runner.open_job(
@@ -264,7 +266,6 @@ def run(
                 mode=prepared.mode,
                 job_id=prepared.job_id,
                 params=prepared.params,
-                namespace=namespace,
             )
             if not opts["as_json"]:
                 verb = "job" if instance.created else "resuming job"
@@ -307,12 +308,18 @@ def resume(job_id: str, retry_failed: bool, **opts: Any) -> None:
     sys.exit(_run(go))
 
 
-def _runner(prepared: _config.Prepared) -> tuple[LocalRunner, Display | None]:
-    return _build_runner(prepared, **prepared.settings)
+def _runner(
+    prepared: _config.Prepared, *, namespace: str | None = None, new_job: bool = False
+) -> tuple[LocalRunner, Display | None]:
+    """``namespace`` is where new jobs write (``None``: the connector's name; ``""``: the
+    shared tables); with ``new_job`` every entity's table name in it is checked first."""
+    return _build_runner(prepared, namespace, new_job, **prepared.settings)
 
 
 def _build_runner(
     prepared: _config.Prepared,
+    namespace: str | None,
+    new_job: bool,
     *,
     store: str,
     dest: str,
@@ -347,6 +354,8 @@ def _build_runner(
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         listeners.append(LoggingListener(secrets=_config.secrets(prepared.options, os.environ)))
     built = _config.build_connector(prepared, os.environ)
+    if new_job:
+        check_tables(entities, effective_namespace(built.name, namespace))
     state = open_store(store)
     runner = LocalRunner(
         connector=built,
@@ -357,6 +366,7 @@ def _build_runner(
         parallel_entities=parallel_entities,
         listeners=listeners,
         lease_wait=lease_wait,
+        namespace=namespace,
     )
     return runner, display
 

@@ -48,7 +48,7 @@ def check_job_id(_: click.Context, param: click.Parameter, value: str | None) ->
 
 def check_namespace(_: click.Context, param: click.Parameter, value: str | None) -> str | None:
     try:
-        return None if value is None else validate_namespace(value)
+        return value if not value else validate_namespace(value)
     except ConfigurationError as exc:
         raise _bad(exc, param) from None
 

@@ -148,6 +148,7 @@ class ConnectorContract:
             store=MemoryStateStore(),
             destination=destination,
             policies=PolicySet(retry=RetryPolicy(attempts=3), chunk=chunk),
+            namespace="",  # the shared tables: rows are read back by entity name
         )
         result = await runner.sync([src.entity])
         assert result.ok, result

@@ -17,6 +17,7 @@ import pytest
 from psycopg import sql
 
 from statesync.sandbox import Sandbox, SandboxConfig
+from support.namespace import table
 
 SIZES = {"customers": 130, "invoices": 75}
 
@@ -42,9 +43,10 @@ def cli(
     )
 
 
-def live_ids(db: Path, entity: str) -> list[str]:
+def live_ids(db: Path, entity: str, connector: str = "stripe") -> list[str]:
+    """The ids in ``entity``'s live table, in the job's default namespace (``stripe__``)."""
     with sqlite3.connect(db) as conn:
-        return [r[0] for r in conn.execute(f'SELECT id FROM "{entity}"')]
+        return [r[0] for r in conn.execute(f'SELECT id FROM "{table(entity, connector)}"')]
 
 
 def wait_for_requests(sandbox: Sandbox, n: int) -> None:

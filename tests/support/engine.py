@@ -30,6 +30,9 @@ def runner(conn: MemoryConnector, **kw: Any) -> LocalRunner:
         destination=kw.pop("destination", MemoryDestination()),
         chunk_policy=kw.pop("chunk_policy", ChunkPolicy(max_iterations=3, page_size=10)),
         retry_policy=kw.pop("retry_policy", FAST),
+        namespace=kw.pop(
+            "namespace", ""
+        ),  # the shared tables: these tests are not about namespaces
         **kw,
     )
 

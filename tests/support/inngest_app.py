@@ -34,6 +34,7 @@ def functions(
     **kw: Any,
 ) -> Callable[[inngest.Inngest], list[inngest.Function[Any]]]:
     kw.setdefault("policies", ONE_PAGE_CHUNKS)
+    kw.setdefault("namespaces", "")  # the shared tables: these tests are about chunks
 
     def make(client: inngest.Inngest) -> list[inngest.Function[Any]]:
         return sync_functions(

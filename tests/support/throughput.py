@@ -64,6 +64,7 @@ def runner(conn: BaseConnector, dest: LoggingDestination, **policy: Any) -> Loca
         chunk_policy=ChunkPolicy(**{"max_iterations": 12, "page_size": 20, **policy}),
         retry_policy=RETRY,
         listeners=listeners,
+        namespace="",  # the shared tables: written rows are keyed by entity name
     )
 
 
