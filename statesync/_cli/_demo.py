@@ -14,9 +14,11 @@ from typing import Any
 
 from rich.console import Console
 
+from statesync._cli._contract import emit
 from statesync._cli._display import ChunkLines, status_table
 from statesync._cli._progress_display import ProgressDisplay
 from statesync._policy import ChunkPolicy, RetryPolicy
+from statesync._status import job_status
 from statesync.events import Listener
 
 STRIPE = ("customers", "invoices", "charges", "subscriptions", "products")
@@ -92,7 +94,7 @@ def _stop_all_on_signals(runners: list[Any]) -> None:
         loop.add_signal_handler(sig, lambda: [r.request_stop() for r in runners])
 
 
-async def run_demo(db: Path, customers: int, console: Console) -> int:
+async def run_demo(db: Path, customers: int, console: Console, *, as_json: bool = False) -> int:
     from statesync.adapters.local import LocalRunner
     from statesync.destinations.sqlite import SQLiteDestination
     from statesync.sandbox import Sandbox, SandboxConfig
@@ -100,13 +102,15 @@ async def run_demo(db: Path, customers: int, console: Console) -> int:
 
     config = SandboxConfig(sizes=_sizes(customers))
     display = ProgressDisplay(console) if console.is_terminal else ChunkLines(console)
-    listeners: list[Listener] = [display]
+    listeners: list[Listener] = [] if as_json else [display]
     store = SQLiteStateStore(db.with_name(db.name + ".state"))
     destination = SQLiteDestination(db)
     with Sandbox(config) as sandbox:
-        console.print(
-            f"API emulator on {sandbox.url}; syncing Stripe, Close and GraphQL entities into {db}"
-        )
+        if not as_json:
+            console.print(
+                f"API emulator on {sandbox.url}; syncing Stripe, Close and GraphQL entities "
+                f"into {db}"
+            )
         runners = [
             LocalRunner(
                 connector=conn,
@@ -122,11 +126,17 @@ async def run_demo(db: Path, customers: int, console: Console) -> int:
         try:
             for runner in runners:
                 runner.install_signal_handlers()
-            live = display if isinstance(display, ProgressDisplay) else contextlib.nullcontext()
+            live: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+            if isinstance(display, ProgressDisplay) and not as_json:
+                live = display
             with live:
                 results = await asyncio.gather(
                     *(r.sync(names) for r, names in zip(runners, entities, strict=True))
                 )
+            if as_json:
+                statuses = [(await job_status(store, r.job_id)).to_json() for r in results]
+                emit({"ok": all(r.ok for r in results), "jobs": statuses})
+                return 0 if all(r.ok for r in results) else 1
             for runner, result in zip(runners, results, strict=True):
                 console.print(
                     status_table(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from statesync._cli._contract import emit
 from statesync._cli._jobs import DEFAULT_STORE
 from statesync.diagram import (
     FORMATS,
@@ -40,6 +41,9 @@ from statesync.errors import StatesyncError
 @click.option("--job", "job_id", default=None, help="Show this job's entity on the diagram.")
 @click.option("--entity", default=None, help="The entity of --job to show.")
 @click.option("--store", default=DEFAULT_STORE, show_default=True, help="State store URL.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print what was written (or the text) as JSON."
+)
 def diagram(
     fmt: str | None,
     output: str | None,
@@ -47,6 +51,7 @@ def diagram(
     job_id: str | None,
     entity: str | None,
     store: str,
+    as_json: bool,
 ) -> None:
     """Draw the entity-sync state machine (Mermaid, DOT, SVG or PNG).
 
@@ -55,12 +60,24 @@ def diagram(
     """
     try:
         if write_dir is not None:
-            for path in write_machine_diagrams(write_dir):
+            paths = [str(p) for p in write_machine_diagrams(write_dir)]
+            if as_json:
+                emit({"written": paths})
+                return
+            for path in paths:
                 click.echo(f"wrote {path}")
             return
         trace = _trace(job_id, entity, store)
         chosen: Format = fmt if fmt is not None else format_for(output)  # type: ignore[assignment]
-        _emit(render(chosen, trace), output, binary=chosen == "png")
+        content = render(chosen, trace)
+        if as_json and output is None and chosen == "png":
+            raise click.UsageError("a PNG under --json needs -o FILE")
+        if as_json and output is None:
+            emit({"format": chosen, "diagram": content.decode()})
+            return
+        _emit(content, output, binary=chosen == "png")
+        if as_json:
+            emit({"format": chosen, "written": [output]})
     except StatesyncError as exc:
         raise click.ClickException(str(exc)) from None
 

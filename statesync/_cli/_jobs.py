@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -547,11 +548,13 @@ def _sandbox_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--port", default=12111, show_default=True)
 @click.option("--size", "sizes", multiple=True, help="entity=count, repeatable.")
 @_sandbox_options
+@click.option("--json", "as_json", is_flag=True, help="Announce the address as one JSON line.")
 def sandbox(
     port: int,
     sizes: tuple[str, ...],
     configs: tuple[str, ...],
     faults: tuple[str, ...],
+    as_json: bool,
     **named: Any,
 ) -> None:
     """Serve the API emulator on loopback until interrupted.
@@ -567,7 +570,14 @@ def sandbox(
         config = build_config(base, configs=configs, faults=faults, named=named)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    serve(config)
+
+    def ready(url: str) -> None:
+        if as_json:
+            click.echo(json.dumps({"url": url}), nl=True)
+        else:
+            click.echo(f"API emulator on {url}", err=True)
+
+    serve(config, ready=ready)
 
 
 def _sizes(pairs: tuple[str, ...]) -> dict[str, int]:
@@ -583,8 +593,9 @@ def _sizes(pairs: tuple[str, ...]) -> dict[str, int]:
 @click.command()
 @click.option("--db", default="statesync-demo.db", show_default=True, type=click.Path())
 @click.option("--records", default=250, show_default=True, help="Customers in the emulator.")
-def demo(db: str, records: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print each job's status as one JSON object.")
+def demo(db: str, records: int, as_json: bool) -> None:
     """Sync several Stripe entities from the built-in emulator into a SQLite file."""
     from statesync._cli._demo import run_demo
 
-    sys.exit(_run(lambda: run_demo(Path(db), records, _console())))
+    sys.exit(_run(lambda: run_demo(Path(db), records, _console(), as_json=as_json)))
