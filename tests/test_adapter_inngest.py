@@ -8,7 +8,6 @@ sync), the destination SQLite or memory.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import inngest
@@ -25,36 +24,24 @@ from statesync.connectors.memory import MemoryConnector
 from statesync.destinations.memory import MemoryDestination
 from statesync.destinations.sqlite import SQLiteDestination
 from statesync.errors import AuthError
-from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
+from statesync.sandbox import FaultRule, Sandbox
 from statesync.store import StateStore
 from statesync.stores.memory import MemoryStateStore
 from statesync.stores.redis import RedisStateStore
-from support.inngest_app import (
+from support.inngest_app import (  # noqa: F401 - sandbox, redis_store: fixtures
     SIZES,
     assert_exact,
     functions,
     job_output,
+    redis_store,
     rows,
+    sandbox,
     stripe,
 )
 from support.inngest_executor import Executor, serving
 
 # Slow: whole syncs served over HTTP (outside the fast subset, -m 'not slow').
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(SandboxConfig(sizes=SIZES)) as running:
-        yield running
-
-
-@pytest.fixture
-async def redis_store(redis_url: str, key_prefix: str) -> AsyncIterator[RedisStateStore]:
-    """A store for the test's own assertions (the app's store lives on the server loop)."""
-    store = RedisStateStore.from_url(redis_url, prefix=key_prefix)
-    yield store
-    await store.aclose()
 
 
 def chunk_steps(ex: Executor, entity: str) -> list[str]:

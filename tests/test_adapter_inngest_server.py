@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,12 +36,14 @@ from statesync.errors import ConfigurationError
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 from statesync.stores.memory import MemoryStateStore
 from statesync.stores.redis import RedisStateStore
-from support.inngest_app import (
+from support.inngest_app import (  # noqa: F401 - sandbox, redis_store: fixtures
     SIZES,
     assert_exact,
     functions,
     job_output,
+    redis_store,
     rows,
+    sandbox,
     stripe,
 )
 from support.inngest_executor import Cel, ExecutorError, Run, serving
@@ -49,20 +51,6 @@ from support.redis_server import RedisServer
 
 # Slow: whole syncs served over HTTP (outside the fast subset, -m 'not slow').
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(SandboxConfig(sizes=SIZES)) as running:
-        yield running
-
-
-@pytest.fixture
-async def redis_store(redis_url: str, key_prefix: str) -> AsyncIterator[RedisStateStore]:
-    """A store for the test's own assertions (the app's store lives on the server loop)."""
-    store = RedisStateStore.from_url(redis_url, prefix=key_prefix)
-    yield store
-    await store.aclose()
 
 
 @pytest.fixture

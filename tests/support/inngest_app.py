@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import inngest
+import pytest
 
 from statesync import ChunkPolicy, ConnectorPlugin, JobSpec, PolicySet, RetryPolicy
 from statesync.adapters._inngest_steps import ConnectorFactory
@@ -17,8 +18,9 @@ from statesync.adapters.inngest import (
 from statesync.connector import BaseConnector
 from statesync.connectors.stripe import StripeConnector
 from statesync.destination import Destination
-from statesync.sandbox import Sandbox
+from statesync.sandbox import Sandbox, SandboxConfig
 from statesync.store import StateStore
+from statesync.stores.redis import RedisStateStore
 from support.inngest_executor import Executor
 
 RETRY = RetryPolicy(attempts=5, initial_delay=2, jitter=0)
@@ -72,3 +74,18 @@ def job_output(ex: Executor) -> dict[str, Any]:
 
 def rows(n: int) -> list[dict[str, Any]]:
     return [{"id": f"r{i:05d}", "n": i} for i in range(n)]
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    """The emulator with the Inngest tests' data sizes."""
+    with Sandbox(SandboxConfig(sizes=SIZES)) as running:
+        yield running
+
+
+@pytest.fixture
+async def redis_store(redis_url: str, key_prefix: str) -> AsyncIterator[RedisStateStore]:
+    """A store for the test's own assertions (the app's store lives on the server loop)."""
+    store = RedisStateStore.from_url(redis_url, prefix=key_prefix)
+    yield store
+    await store.aclose()
