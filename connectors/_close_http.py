@@ -78,11 +78,17 @@ def read_list(response: httpx.Response, described: str, required: tuple[str, ...
     if not isinstance(has_more, bool):
         raise MalformedResponseError("response has no boolean 'has_more'", request=described)
     for item in body["data"]:
-        if not isinstance(item, dict) or not all(isinstance(item.get(f), str) for f in required):
-            wanted = ", ".join(required)
-            raise MalformedResponseError(
-                f"a list item is not an object with string {wanted}", request=described
-            )
+        # Plain loops: a generator per item was a tenth of the page's parsing.
+        if isinstance(item, dict):
+            for field in required:
+                if not isinstance(item.get(field), str):
+                    break
+            else:
+                continue
+        wanted = ", ".join(required)
+        raise MalformedResponseError(
+            f"a list item is not an object with string {wanted}", request=described
+        )
     total = body.get("total_results")
     total = total if isinstance(total, int) and not isinstance(total, bool) else None
     return ListBody(body["data"], has_more, total)
