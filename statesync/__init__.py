@@ -53,7 +53,7 @@ from statesync._ratelimit import rate_info_from_headers, retry_after_from_header
 from statesync._redact import redact
 from statesync._status import EntityStatus, Holder, JobStatus, Liveness, Outcome, job_status
 from statesync.connector import BaseConnector, Partitioning
-from statesync.destination import Destination, StagedTable, StagingCheck
+from statesync.destination import CheckpointingDestination, Destination, StagedTable, StagingCheck
 from statesync.events import Emitter, Event, Listener
 from statesync.store import StateStore
 from statesync.stores._redis_budget import RedisBudgets, RedisRateBudget
@@ -69,6 +69,7 @@ __all__ = [
     "BaseConnector",
     "BudgetRegistry",
     "CancelResult",
+    "CheckpointingDestination",
     "ChunkOutcome",
     "ChunkPolicy",
     "ConnectorPlugin",

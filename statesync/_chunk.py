@@ -19,6 +19,7 @@ import attrs
 from attrs import frozen
 
 from statesync._budget import RateBudget
+from statesync._checkpoint import decode
 from statesync._failpoints import crash_point
 from statesync._internal import as_internal, bug_details
 from statesync._machine import next_state
@@ -34,7 +35,7 @@ from statesync._models import (
 from statesync._pipeline import Pipeline, partitioning_for
 from statesync._policy import ChunkPolicy, RetryPolicy
 from statesync.connector import BaseConnector
-from statesync.destination import Destination
+from statesync.destination import CheckpointingDestination, Destination
 from statesync.errors import ConnectorError
 from statesync.events import (
     ChunkFinished,
@@ -116,6 +117,9 @@ class _Chunk:
         return self.rec.driven_seconds + spent
 
     waiting: bool = False
+    unsaved: bool = False
+    """The record holds changes the store does not (their truth is the destination's
+    checkpoint, see :mod:`statesync._checkpoint`); the next save or transition writes them."""
 
     async def save(self, **changes: Any) -> None:
         now = _now()
@@ -127,7 +131,20 @@ class _Chunk:
             **changes,
         )
         await self.store.save(new, lease=self.lease)
-        self.rec = new
+        self.rec, self.unsaved = new, False
+
+    def advanced(self, **changes: Any) -> EntityRecord:
+        """The record with ``changes``, not yet stored (its version stays the store's)."""
+        return attrs.evolve(self.rec, updated_at=_now(), driven_seconds=self._driven(), **changes)
+
+    def landed(self, new: EntityRecord) -> None:
+        """``new`` (from :meth:`advanced`) was committed with the destination's checkpoint."""
+        self.rec, self.unsaved = new, True
+
+    async def flush(self) -> None:
+        """Bring the store up to date with what the destination's checkpoints hold."""
+        if self.unsaved:
+            await self.save()
 
     async def fire(
         self,
@@ -154,7 +171,7 @@ class _Chunk:
         crash_point("before_transition")
         await self.store.save(new, transition=transition, lease=self.lease)
         crash_point("after_transition")
-        self.rec = new
+        self.rec, self.unsaved = new, False
         if self.emitter:
             self.emitter.emit(
                 TransitionEvent(
@@ -215,6 +232,7 @@ async def perform_sync_chunk(
         return run.outcome(rec.chunk_index, already_done=True)
     if await _reconcile(run, destination):
         return run.outcome(rec.chunk_index)
+    await _adopt_checkpoint(run, connector, destination)
     index = run.rec.chunk_index
     await _enter_fetching(run, connector)
     run.emitter.emit(ChunkStarted(job_id, entity, index))
@@ -233,6 +251,7 @@ async def perform_sync_chunk(
     )
     try:
         if await _fetch_pages(run, pipeline, connector):
+            await run.flush()
             return run.outcome(index, interrupted=True)
         await _close_chunk(run, destination, _pace(run, started))
     except ConnectorError as exc:
@@ -280,6 +299,22 @@ async def _reconcile(run: _Chunk, destination: Destination) -> bool:
         trigger = _TO_FETCHING.get(rec.state, "retry_chunk")
         await run.fire(trigger, note=_RESTART_NOTE, fetch_state=FetchState(), attempts=0)
     return False
+
+
+async def _adopt_checkpoint(
+    run: _Chunk, connector: BaseConnector, destination: Destination
+) -> None:
+    """Take the position the destination committed after the store's last save, if any
+    (the process stopped mid-chunk): its pages are written, so they are not fetched again."""
+    rec = run.rec
+    if rec.state is not SyncState.FETCHING or not connector.supports_resumable_fetching():
+        return
+    if not isinstance(destination, CheckpointingDestination):
+        return
+    raw = await destination.read_checkpoint(rec.destination_job, rec.entity)
+    found = decode(raw, rec)
+    if found is not None and found.fetch_state != rec.fetch_state:
+        await run.save(**found.changes())
 
 
 async def _fire_to_fetching(run: _Chunk, note: str) -> None:

@@ -17,7 +17,12 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from statesync._models import JobSpec, Record, SyncMode
-from statesync.destination import Destination, StagedTable, StagingCheck
+from statesync.destination import (
+    CheckpointingDestination,
+    Destination,
+    StagedTable,
+    StagingCheck,
+)
 from statesync.destinations._names import RESERVED_PREFIXES, validate_entity
 from statesync.errors import ConfigurationError
 
@@ -80,6 +85,8 @@ def namespaced(destination: Destination, name: str | None) -> Destination:
     validate_namespace(name)
     if isinstance(destination, Namespaced):
         return destination.namespace(name)
+    if isinstance(destination, CheckpointingDestination):
+        return PrefixedCheckpointingDestination(destination, name)
     return PrefixedDestination(destination, name)
 
 
@@ -145,3 +152,32 @@ class PrefixedDestination:
     def __getattr__(self, name: str) -> Any:
         # The inner destination's read helpers (rows, staged) stay reachable by table.
         return getattr(self.inner, name)
+
+
+class PrefixedCheckpointingDestination(PrefixedDestination):
+    """:class:`PrefixedDestination` over a destination that keeps page checkpoints."""
+
+    inner: CheckpointingDestination
+
+    def __init__(self, inner: CheckpointingDestination, name: str) -> None:
+        super().__init__(inner, name)
+        self.inner = inner
+
+    async def write_page(
+        self,
+        job_id: str,
+        entity: str,
+        mode: SyncMode,
+        records: Sequence[Record],
+        watermark: datetime | None,
+        *,
+        fence: int | None = None,
+        checkpoint: str | None = None,
+    ) -> None:
+        await self.inner.write_page(
+            job_id, self.table(entity), mode, records, watermark,
+            fence=fence, checkpoint=checkpoint,
+        )  # fmt: skip
+
+    async def read_checkpoint(self, job_id: str, entity: str) -> str | None:
+        return await self.inner.read_checkpoint(job_id, self.table(entity))

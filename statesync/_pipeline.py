@@ -32,13 +32,14 @@ import attrs
 
 from statesync import _partitions
 from statesync._budget import RateBudget
+from statesync._checkpoint import encode
 from statesync._failpoints import crash_point
 from statesync._internal import internal_error
 from statesync._models import FetchState, Page, PageRequest, RateInfo, TimeWindow
 from statesync._policy import ChunkPolicy
 from statesync._progress import ProgressGuard
 from statesync.connector import BaseConnector, Partitioning
-from statesync.destination import Destination
+from statesync.destination import CheckpointingDestination, Destination
 from statesync.errors import ConfigurationError, ConnectorError, ErrorKind, StatesyncError
 from statesync.events import PageWritten
 
@@ -82,6 +83,13 @@ class Pipeline:
     discarded: int = 0
     guards: dict[TimeWindow | None, ProgressGuard] = attrs.field(factory=dict)
     """One no-progress guard per walk: the stream (``None``) or a window's bounds."""
+    checkpoints: CheckpointingDestination | None = attrs.field(init=False)
+    """The destination, when pages carry their checkpoint into its transaction."""
+
+    def __attrs_post_init__(self) -> None:
+        keeps = self.connector.supports_resumable_fetching()
+        dest = self.destination
+        self.checkpoints = dest if keeps and isinstance(dest, CheckpointingDestination) else None
 
     # -- shared ---------------------------------------------------------------------
 
@@ -164,26 +172,37 @@ class Pipeline:
                 task.exception()
 
     async def land(self, page: Page, after: FetchState) -> None:
-        """Write ``page``, then (and only then) checkpoint ``after``."""
+        """Write ``page``, then (and only then) checkpoint ``after``: in the destination's
+        transaction when it keeps checkpoints, else in the store once it has committed."""
         started = self.clock()
         run = self.run
         rec = run.rec
         mark = rec.cap_watermark(page.max_watermark())
-        await self.destination.write_page(
-            rec.destination_job, rec.entity, rec.mode, page.records, mark,
-            fence=run.lease.token if run.lease is not None else None,
-        )  # fmt: skip
-        crash_point("after_page_write")
-        # Only now, with the page committed, may the checkpoint move past it.
         keep = mark is None or (rec.watermark is not None and rec.watermark >= mark)
         # A landed page is progress: the retry policy's count of failures starts over.
-        await run.save(
-            fetch_state=after,
-            attempts=0,
-            api_calls=rec.api_calls + 1,
-            total_hint=page.total if page.total is not None else rec.total_hint,
-            watermark=rec.watermark if keep else mark,
-        )
+        changes = {
+            "fetch_state": after,
+            "attempts": 0,
+            "api_calls": rec.api_calls + 1,
+            "total_hint": page.total if page.total is not None else rec.total_hint,
+            "watermark": rec.watermark if keep else mark,
+        }
+        fence = run.lease.token if run.lease is not None else None
+        if self.checkpoints is not None:
+            new = run.advanced(**changes)
+            await self.checkpoints.write_page(
+                rec.destination_job, rec.entity, rec.mode, page.records, mark,
+                fence=fence, checkpoint=encode(new),
+            )  # fmt: skip
+            crash_point("after_page_write")
+            run.landed(new)
+        else:
+            await self.destination.write_page(
+                rec.destination_job, rec.entity, rec.mode, page.records, mark, fence=fence
+            )
+            crash_point("after_page_write")
+            # Only now, with the page committed, may the checkpoint move past it.
+            await run.save(**changes)
         crash_point("after_checkpoint")
         run.pages += 1
         run.records += len(page.records)

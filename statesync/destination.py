@@ -17,6 +17,10 @@ The contract that makes resume exact:
   high-water mark beside its pages (same transaction) and publishes it only in
   :meth:`Destination.finalize`: a job abandoned half-way must not move the mark past
   records it never fetched.
+
+A :class:`CheckpointingDestination` also keeps the engine's page checkpoint in each
+page's transaction (the source of truth for progress inside a chunk); the state store
+is then brought up to date at the chunk's transitions instead of after every page.
 """
 
 from __future__ import annotations
@@ -116,3 +120,33 @@ class Destination(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class CheckpointingDestination(Destination, Protocol):
+    """A destination that commits the engine's checkpoint with each page.
+
+    ``checkpoint`` is an opaque text the engine writes and reads back; the destination
+    keeps the latest one per ``(job_id, entity)`` in the page's own transaction, so a
+    page and the position after it are committed together or not at all. It drops it in
+    :meth:`finalize`, :meth:`discard` and :meth:`drop_staging`.
+    """
+
+    async def write_page(
+        self,
+        job_id: str,
+        entity: str,
+        mode: SyncMode,
+        records: Sequence[Record],
+        watermark: datetime | None,
+        *,
+        fence: int | None = None,
+        checkpoint: str | None = None,
+    ) -> None:
+        """As :meth:`Destination.write_page`; ``checkpoint``, when given, replaces the
+        one kept for ``(job_id, entity)`` in the same transaction."""
+        ...
+
+    async def read_checkpoint(self, job_id: str, entity: str) -> str | None:
+        """The last checkpoint committed for ``(job_id, entity)``, or ``None``."""
+        ...

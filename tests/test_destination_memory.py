@@ -6,10 +6,10 @@ import pytest
 
 from statesync.destination import Destination
 from statesync.destinations.memory import MemoryDestination
-from support.destination_contract import DestinationContract, DestinationFactory
+from support.destination_contract import CheckpointContract, DestinationContract, DestinationFactory
 
 
-class TestMemoryDestination(DestinationContract):
+class TestMemoryDestination(DestinationContract, CheckpointContract):
     @pytest.fixture
     def make(self) -> DestinationFactory:
         # One shared instance stands in for "the same place", as a file would.

@@ -23,6 +23,7 @@ from support.destination_contract import (
     ENTITY,
     FULL,
     INCR,
+    CheckpointContract,
     DestinationContract,
     DestinationFactory,
     at,
@@ -41,7 +42,7 @@ from support.postgres import (  # noqa: F401 - fixtures
 pytestmark = pytest.mark.slow
 
 
-class TestPostgresDestination(DestinationContract):
+class TestPostgresDestination(DestinationContract, CheckpointContract):
     @pytest.fixture
     def make(self, postgres_dsn: str, pg_schema: str) -> DestinationFactory:
         async def factory() -> Destination:
@@ -109,6 +110,7 @@ async def test_meta_tables_and_no_leftovers(
         "_statesync_swaps",
         "_statesync_fences",
         "_statesync_staging",
+        "_statesync_checkpoints",
     }
 
 

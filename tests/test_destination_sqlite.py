@@ -18,6 +18,7 @@ from support.destination_contract import (
     ENTITY,
     FULL,
     INCR,
+    CheckpointContract,
     DestinationContract,
     DestinationFactory,
     at,
@@ -26,7 +27,7 @@ from support.destination_contract import (
 )
 
 
-class TestSQLiteDestination(DestinationContract):
+class TestSQLiteDestination(DestinationContract, CheckpointContract):
     @pytest.fixture
     def make(self, tmp_path: Path) -> DestinationFactory:
         async def factory() -> Destination:

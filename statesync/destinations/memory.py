@@ -51,6 +51,7 @@ class MemoryDestination:
         self._fences: dict[_Key, int] = {}
         self._jobs: dict[_Key, str] = {}
         """The job id behind each staging key (for listing staging tables)."""
+        self._checkpoints: dict[_Key, str] = {}
 
     # No method awaits, so each runs atomically on the event loop: no lock is needed.
 
@@ -71,6 +72,7 @@ class MemoryDestination:
         watermark: datetime | None,
         *,
         fence: int | None = None,
+        checkpoint: str | None = None,
     ) -> None:
         key = (job_key(job_id), validate_entity(entity))
         self._check_fence(key, fence)
@@ -81,12 +83,18 @@ class MemoryDestination:
         if watermark is not None:
             mark = _aware(watermark)
             self._pending[key] = max(mark, self._pending.get(key, mark))
+        if checkpoint is not None:
+            self._checkpoints[key] = checkpoint
+
+    async def read_checkpoint(self, job_id: str, entity: str) -> str | None:
+        return self._checkpoints.get((job_key(job_id), validate_entity(entity)))
 
     async def finalize(
         self, job_id: str, entity: str, mode: SyncMode, *, fence: int | None = None
     ) -> None:
         key = (job_key(job_id), validate_entity(entity))
         self._check_fence(key, fence)
+        self._checkpoints.pop(key, None)
         if mode is SyncMode.INCREMENTAL:
             mark = self._pending.pop(key, None)
             if mark is not None:
@@ -116,6 +124,7 @@ class MemoryDestination:
         key = (job_key(job_id), validate_entity(entity))
         self._staging.pop(key, None)
         self._pending.pop(key, None)
+        self._checkpoints.pop(key, None)
 
     async def inspect(self, job_id: str, entity: str) -> StagingCheck:
         key = (job_key(job_id), validate_entity(entity))
@@ -129,6 +138,7 @@ class MemoryDestination:
         for key in [k for k in self._staging if staged.table == self._table(k)]:
             del self._staging[key]
             self._pending.pop(key, None)
+            self._checkpoints.pop(key, None)
 
     def _table(self, key: _Key) -> str:
         return staging_table(key[1], self._jobs[key])

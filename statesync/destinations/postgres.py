@@ -81,7 +81,17 @@ _META = (
     "CREATE TABLE IF NOT EXISTS {}._statesync_staging ("
     " job_key TEXT NOT NULL, entity TEXT NOT NULL, job TEXT NOT NULL, table_name TEXT NOT NULL,"
     " PRIMARY KEY (job_key, entity))",
+    "CREATE TABLE IF NOT EXISTS {}._statesync_checkpoints ("
+    " job_key TEXT NOT NULL, entity TEXT NOT NULL, data TEXT NOT NULL,"
+    " PRIMARY KEY (job_key, entity))",
 )
+# The engine's latest page checkpoint, written in the page's transaction.
+_PUT_CHECKPOINT = (
+    "INSERT INTO {}._statesync_checkpoints (job_key, entity, data) VALUES (%s, %s, %s)"
+    " ON CONFLICT (job_key, entity) DO UPDATE SET data = excluded.data"
+)
+_GET_CHECKPOINT = "SELECT data FROM {}._statesync_checkpoints WHERE job_key = %s AND entity = %s"
+_DROP_CHECKPOINT = "DELETE FROM {}._statesync_checkpoints WHERE job_key = %s AND entity = %s"
 # Which job instance each staging table belongs to, for reconciliation and gc.
 _REGISTER = (
     "INSERT INTO {}._statesync_staging (job_key, entity, job, table_name)"
@@ -354,6 +364,7 @@ class PostgresDestination:
         watermark: datetime | None,
         *,
         fence: int | None = None,
+        checkpoint: str | None = None,
     ) -> None:
         validate_entity(entity)
         table = entity if mode is SyncMode.INCREMENTAL else staging_table(entity, job_id)
@@ -368,6 +379,8 @@ class PostgresDestination:
                     await cursor.executemany(upsert, rows)
             if mark is not None:
                 await conn.execute(self._sql(_RAISE_PENDING), mark)
+            if checkpoint is not None:
+                await conn.execute(self._sql(_PUT_CHECKPOINT), (key, entity, checkpoint))
             crash_point("in_page_write")  # statements run, COMMIT not yet
 
         await self._run(work, write=True, what=f"cannot write a page of {entity!r}")
@@ -382,6 +395,7 @@ class PostgresDestination:
             async def publish(conn: _Conn) -> None:
                 await self._check_fence(conn, key, entity, fence)
                 await conn.execute(self._sql(_PUBLISH_MAX), (key, entity))
+                await conn.execute(self._sql(_DROP_CHECKPOINT), (key, entity))
 
             await self._run(publish, write=True, what=f"cannot finalize {entity!r}")
             return
@@ -389,6 +403,7 @@ class PostgresDestination:
         async def swap(conn: _Conn) -> None:
             await self._check_fence(conn, key, entity, fence)
             await self._swap(conn, key, entity, staging_table(entity, job_id))
+            await conn.execute(self._sql(_DROP_CHECKPOINT), (key, entity))
             crash_point("in_finalize")  # swapped inside the transaction, not committed
 
         await self._run(swap, write=True, what=f"cannot finalize {entity!r}")
@@ -440,6 +455,7 @@ class PostgresDestination:
         async def work(conn: _Conn) -> None:
             await conn.execute(self._sql("DROP TABLE IF EXISTS {}", stage))
             await conn.execute(self._sql(_DROP_PENDING), (key, entity))
+            await conn.execute(self._sql(_DROP_CHECKPOINT), (key, entity))
             await conn.execute(self._sql(_UNREGISTER), (key, entity))
 
         await self._run(work, write=True, what=f"cannot discard {entity!r}")
@@ -459,6 +475,17 @@ class PostgresDestination:
 
         return await self._run(work, write=False, what=f"cannot inspect {entity!r}")
 
+    async def read_checkpoint(self, job_id: str, entity: str) -> str | None:
+        validate_entity(entity)
+        key = job_key(job_id)
+
+        async def work(conn: _Conn) -> str | None:
+            found = await conn.execute(self._sql(_GET_CHECKPOINT), (key, entity))
+            row = await found.fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(work, write=False, what=f"cannot read the checkpoint of {entity!r}")
+
     async def list_staging(self) -> list[StagedTable]:
         async def work(conn: _Conn) -> list[StagedTable]:
             rows = await (await conn.execute(self._sql(_REGISTRY))).fetchall()
@@ -477,7 +504,9 @@ class PostgresDestination:
             await conn.execute(self._sql("DROP TABLE IF EXISTS {}", staged.table))
             await conn.execute(self._sql(forget), (staged.table,))
             if staged.job is not None and staged.entity is not None:
-                await conn.execute(self._sql(_DROP_PENDING), (job_key(staged.job), staged.entity))
+                owner = (job_key(staged.job), staged.entity)
+                await conn.execute(self._sql(_DROP_PENDING), owner)
+                await conn.execute(self._sql(_DROP_CHECKPOINT), owner)
 
         await self._run(work, write=True, what=f"cannot drop {staged.table!r}")
 

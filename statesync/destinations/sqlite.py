@@ -10,7 +10,9 @@ Layout (see :mod:`statesync.destination` for the contract it implements):
   new one, never a mix;
 * ``_statesync_watermarks_pending`` holds each job's mark, raised in the transaction of
   every page; ``_statesync_watermarks`` holds the published ones; ``_statesync_swaps``
-  remembers finished swaps, which makes a retried ``finalize`` a no-op.
+  remembers finished swaps, which makes a retried ``finalize`` a no-op;
+* ``_statesync_checkpoints`` holds the engine's latest page checkpoint of each job and
+  entity, written in the page's transaction (see ``CheckpointingDestination``).
 
 All calls share one connection, serialised by a lock; every write is one
 ``BEGIN IMMEDIATE`` ... ``COMMIT``. Statements run on the event loop (a page takes well
@@ -68,7 +70,16 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS _statesync_staging ("
     " job_key TEXT NOT NULL, entity TEXT NOT NULL, job TEXT NOT NULL, table_name TEXT NOT NULL,"
     " PRIMARY KEY (job_key, entity))",
+    "CREATE TABLE IF NOT EXISTS _statesync_checkpoints ("
+    " job_key TEXT NOT NULL, entity TEXT NOT NULL, data TEXT NOT NULL,"
+    " PRIMARY KEY (job_key, entity))",
 )
+_PUT_CHECKPOINT = (
+    "INSERT INTO _statesync_checkpoints (job_key, entity, data) VALUES (?, ?, ?)"
+    " ON CONFLICT (job_key, entity) DO UPDATE SET data = excluded.data"
+)
+_GET_CHECKPOINT = "SELECT data FROM _statesync_checkpoints WHERE job_key = ? AND entity = ?"
+_DROP_CHECKPOINT = "DELETE FROM _statesync_checkpoints WHERE job_key = ? AND entity = ?"
 # Which job instance each staging table belongs to, for reconciliation and gc.
 _REGISTER = (
     "INSERT OR IGNORE INTO _statesync_staging (job_key, entity, job, table_name)"
@@ -314,6 +325,7 @@ class SQLiteDestination:
         watermark: datetime | None,
         *,
         fence: int | None = None,
+        checkpoint: str | None = None,
     ) -> None:
         validate_entity(entity)
         table = entity if mode is SyncMode.INCREMENTAL else staging_table(entity, job_id)
@@ -327,6 +339,8 @@ class SQLiteDestination:
                 conn.executemany(sql, rows)
             if mark is not None:
                 conn.execute(_RAISE_PENDING, mark)
+            if checkpoint is not None:
+                conn.execute(_PUT_CHECKPOINT, (key, entity, checkpoint))
             crash_point("in_page_write")  # statements run, COMMIT not yet
 
         await self._write(work)
@@ -341,6 +355,7 @@ class SQLiteDestination:
             def publish(conn: sqlite3.Connection) -> None:
                 _check_fence(conn, key, entity, fence)
                 _publish(conn, key, entity, _PUBLISH_MAX)
+                conn.execute(_DROP_CHECKPOINT, (key, entity))
 
             await self._write(publish)
             return
@@ -349,6 +364,7 @@ class SQLiteDestination:
         def work(conn: sqlite3.Connection) -> None:
             _check_fence(conn, key, entity, fence)
             _swap(conn, key, entity, stage)
+            conn.execute(_DROP_CHECKPOINT, (key, entity))
             crash_point("in_finalize")  # swapped inside the transaction, not committed
 
         await self._write(work)
@@ -360,6 +376,7 @@ class SQLiteDestination:
         def work(conn: sqlite3.Connection) -> None:
             conn.execute(f"DROP TABLE IF EXISTS {quote(stage)}")
             conn.execute(_DROP_PENDING, (key, entity))
+            conn.execute(_DROP_CHECKPOINT, (key, entity))
             conn.execute(_UNREGISTER, (key, entity))
 
         await self._write(work)
@@ -378,6 +395,12 @@ class SQLiteDestination:
 
         return await self._read(work)
 
+    async def read_checkpoint(self, job_id: str, entity: str) -> str | None:
+        validate_entity(entity)
+        query = (job_key(job_id), entity)
+        row = await self._read(lambda c: c.execute(_GET_CHECKPOINT, query).fetchone())
+        return None if row is None else str(row[0])
+
     async def list_staging(self) -> list[StagedTable]:
         def work(conn: sqlite3.Connection) -> list[StagedTable]:
             known = {row[0]: (row[1], row[2]) for row in conn.execute(_REGISTRY)}
@@ -394,6 +417,7 @@ class SQLiteDestination:
             conn.execute("DELETE FROM _statesync_staging WHERE table_name = ?", (table,))
             if staged.job is not None and staged.entity is not None:
                 conn.execute(_DROP_PENDING, (job_key(staged.job), staged.entity))
+                conn.execute(_DROP_CHECKPOINT, (job_key(staged.job), staged.entity))
 
         await self._write(work)
 

@@ -17,7 +17,12 @@ from typing import Any
 import pytest
 
 from statesync._models import Record, SyncMode
-from statesync.destination import Destination, StagedTable, StagingCheck
+from statesync.destination import (
+    CheckpointingDestination,
+    Destination,
+    StagedTable,
+    StagingCheck,
+)
 from statesync.destinations._names import staging_table
 from statesync.errors import ConfigurationError, DestinationError, LeaseError
 
@@ -395,3 +400,62 @@ class DestinationContract:
         with pytest.raises(DestinationError):
             await dest.drop_staging(StagedTable(ENTITY, "job-1", ENTITY))
         assert set(await live(dest)) == {"a"}
+
+
+class CheckpointContract:
+    """What a :class:`~statesync.destination.CheckpointingDestination` adds: the engine's
+    checkpoint commits with its page, and goes when the job's data is swapped or dropped.
+    Mix it into a :class:`DestinationContract` subclass."""
+
+    @staticmethod
+    def keeper(dest: Destination) -> CheckpointingDestination:
+        assert isinstance(dest, CheckpointingDestination)
+        return dest
+
+    @pytest.mark.parametrize("mode", [FULL, INCR])
+    async def test_checkpoint_commits_with_its_page_and_persists(
+        self, make: DestinationFactory, mode: SyncMode
+    ) -> None:
+        dest = self.keeper(await make())
+        assert await dest.read_checkpoint("job-1", ENTITY) is None
+        await dest.prepare("job-1", ENTITY, mode)
+        await dest.write_page("job-1", ENTITY, mode, page("a"), None, checkpoint='{"n":1}')
+        await dest.write_page("job-1", ENTITY, mode, page("b"), None)
+        assert await dest.read_checkpoint("job-1", ENTITY) == '{"n":1}'
+        await dest.write_page("job-1", ENTITY, mode, page("c"), None, checkpoint='{"n":2}')
+        await dest.aclose()
+        again = self.keeper(await make())
+        try:
+            assert await again.read_checkpoint("job-1", ENTITY) == '{"n":2}'
+            assert await again.read_checkpoint("job-2", ENTITY) is None
+        finally:
+            await again.aclose()
+
+    async def test_a_refused_page_leaves_the_checkpoint_before_it(self, dest: Destination) -> None:
+        keeper = self.keeper(dest)
+        await keeper.prepare("job-1", ENTITY, FULL)
+        await keeper.write_page("job-1", ENTITY, FULL, page("a"), None, fence=2, checkpoint="2")
+        with pytest.raises(LeaseError):
+            await keeper.write_page("job-1", ENTITY, FULL, page("b"), None, fence=1, checkpoint="1")
+        assert await keeper.read_checkpoint("job-1", ENTITY) == "2"
+        assert set(await staged(keeper, "job-1")) == {"a"}
+
+    @pytest.mark.parametrize("mode", [FULL, INCR])
+    async def test_finalize_drops_the_checkpoint(self, dest: Destination, mode: SyncMode) -> None:
+        keeper = self.keeper(dest)
+        await keeper.prepare("job-1", ENTITY, mode)
+        await keeper.write_page("job-1", ENTITY, mode, page("a"), at(1), checkpoint="x")
+        await keeper.finalize("job-1", ENTITY, mode)
+        assert await keeper.read_checkpoint("job-1", ENTITY) is None
+
+    async def test_discard_and_drop_staging_drop_the_checkpoint(self, dest: Destination) -> None:
+        keeper = self.keeper(dest)
+        for job in ("job-1", "job-2"):
+            await keeper.prepare(job, ENTITY, FULL)
+            await keeper.write_page(job, ENTITY, FULL, page("a"), None, checkpoint=job)
+        await keeper.discard("job-1", ENTITY)
+        assert await keeper.read_checkpoint("job-1", ENTITY) is None
+        assert await keeper.read_checkpoint("job-2", ENTITY) == "job-2"
+        (table,) = [t for t in await keeper.list_staging() if t.job == "job-2"]
+        await keeper.drop_staging(table)
+        assert await keeper.read_checkpoint("job-2", ENTITY) is None

@@ -33,8 +33,11 @@ class LoggingDestination(MemoryDestination):
         watermark: datetime | None,
         *,
         fence: int | None = None,
+        checkpoint: str | None = None,
     ) -> None:
-        await super().write_page(job_id, entity, mode, records, watermark, fence=fence)
+        await super().write_page(
+            job_id, entity, mode, records, watermark, fence=fence, checkpoint=checkpoint
+        )
         self.written.setdefault(entity, []).extend(r.id for r in records)
 
 
