@@ -46,7 +46,7 @@ from statesync._models import (
 from statesync._ratelimit import rate_info_from_headers
 from statesync.connector import BaseConnector, Partitioning
 from statesync.connectors._http_errors import map_http_error
-from statesync.connectors._rest_anchor import Anchor, Key, absorb, plan
+from statesync.connectors._rest_anchor import Anchor, Key, absorb, key, plan
 from statesync.connectors._rest_config import (
     RESTConfigError,
     RESTSettings,
@@ -220,7 +220,7 @@ class RESTConnector(BaseConnector):
             asked.anchor.window,
         ):
             return None
-        keys = [(r.created_at.timestamp() if r.created_at else 0.0, r.id) for r in page.records]
+        keys = [key(r.created_at.timestamp() if r.created_at else 0.0, r.id) for r in page.records]
         absorbed = absorb(step, keys, processed, can_filter)
         if absorbed.shifted:
             return None  # offsets moved: the engine fetches the checkpoint's page itself
@@ -465,7 +465,7 @@ def _key(ent: RESTEntity, item: Mapping[str, Any], described: str) -> Key:
             f"a record has no {ent.created_field!r}, which anchors the offset walk",
             request=described,
         )
-    return created.timestamp(), str(item[ent.id_field])
+    return key(created.timestamp(), str(item[ent.id_field]))
 
 
 def _record(ent: RESTEntity, item: Mapping[str, Any], described: str) -> Record:
