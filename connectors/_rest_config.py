@@ -22,7 +22,6 @@ expected, as the policy files are; nothing is requested before the file is valid
 from __future__ import annotations
 
 import json
-import tomllib
 import types
 import typing
 from collections.abc import Mapping
@@ -35,6 +34,7 @@ from attrs import frozen
 if TYPE_CHECKING:
     from statesync.connectors.rest import RESTConnector
 
+from statesync._toml import read_toml
 from statesync.connectors._rest_entity import RESTAuth, RESTEntity
 from statesync.connectors._rest_paging import PAGINATORS
 from statesync.errors import ConfigurationError, ErrorKind
@@ -80,12 +80,7 @@ class RESTSettings:
 def load_rest_config(path: str | Path) -> RESTSettings:
     """Read and check a REST TOML file."""
     source = str(path)
-    try:
-        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigurationError(f"{source}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RESTConfigError(source, [("(file)", f"not valid TOML: {exc}")]) from None
+    doc = read_toml(path, lambda message: RESTConfigError(source, [("(file)", message)]))
     return rest_from_mapping(doc, source=source)
 
 
