@@ -25,12 +25,12 @@ import pytest
 
 from statesync.sandbox import SandboxConfig
 from support.cli import GRAPHQL_CONFIG as TICKETS_CONFIG
+from support.crash import STATESYNC
 from support.namespace import table
 
 # Slow: whole syncs served over HTTP (outside the fast subset, -m 'not slow').
 pytestmark = pytest.mark.slow
 
-STATESYNC = str(Path(sys.executable).with_name("statesync"))
 KEY = SandboxConfig().api_key
 
 
