@@ -34,6 +34,7 @@ from attrs import frozen
 if TYPE_CHECKING:
     from statesync.connectors.rest import RESTConnector
 
+from statesync._policy_config import shown_value
 from statesync._toml import read_toml
 from statesync.connectors._rest_entity import RESTAuth, RESTEntity
 from statesync.connectors._rest_paging import PAGINATORS
@@ -246,14 +247,5 @@ def _key(key: str) -> str:
 
 
 def _shown(value: object) -> str:
-    if isinstance(value, Mapping):
-        return "a table"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f"the string {json.dumps(value)}"
-    if isinstance(value, list):
-        return f"a list {json.dumps(value, default=str)}"
-    if value is None:
-        return "nothing"
-    return repr(value)
+    """As the policy files name values; a mapping from code may hold None (TOML cannot)."""
+    return "nothing" if value is None else shown_value(value)
