@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC
 
 import attrs
 
-from statesync._models import JSON, FetchState, Page, PageRequest, SyncMode, TimeWindow
+from statesync._models import JSON, FetchState, Page, PageRequest, TimeWindow
+from statesync._partitions import sent_bounds
 from statesync.errors import NoProgressError
 
 CYCLE_LIMIT = 3
@@ -83,14 +83,9 @@ class ProgressGuard:
 
 
 def _check_window(request: PageRequest, page: Page, window: TimeWindow) -> None:
-    lower = window.lower
-    since = request.since
-    if lower is not None and since is not None and request.mode is SyncMode.INCREMENTAL:
-        moment = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
-        if lower == int(moment.timestamp()):
-            # The engine opened the oldest window at ``since``; a connector whose since
-            # is a change time sends it open below (older records changed since count).
-            lower = None
+    # Below the oldest window's ``since`` may come records that a connector whose since
+    # is a change time asks for (older records changed since count).
+    lower, _ = sent_bounds(request)
     for record in page.records:
         if record.created_at is None:
             continue
