@@ -126,3 +126,22 @@ async def test_close_stops_when_the_server_ignores_the_offset() -> None:
         assert "ignores the offset" in message
         assert "GET /api/v1/lead/" in message
         assert len(sb.log()) <= 4
+
+
+def test_naive_creation_times_are_judged_as_their_timestamp_reads_them() -> None:
+    """Windows are checked by comparing datetimes; a naive one cannot be, and is read as
+    ``timestamp()`` reads it (local time), also after aware ones in the same page."""
+    from statesync._models import FetchState, SyncMode, TimeWindow
+    from statesync._progress import ProgressGuard
+    from statesync.errors import NoProgressError
+
+    lower = 1_700_000_000
+    window = TimeWindow(lower, lower + 100)
+    request = PageRequest("things", FetchState(), 5, None, SyncMode.FULL, window)
+    aware = Record("a", {}, created_at=datetime.fromtimestamp(lower + 10, UTC))
+    inside = Record("b", {}, created_at=datetime.fromtimestamp(lower + 50))  # naive
+    outside = Record("c", {}, created_at=datetime.fromtimestamp(lower + 100))  # naive
+    done = FetchState(has_more=False)
+    ProgressGuard().check(request, Page((aware, inside), has_more=False), done)
+    with pytest.raises(NoProgressError, match=r"record 'c' was created at 1700000100, outside"):
+        ProgressGuard().check(request, Page((aware, inside, outside), has_more=False), done)
