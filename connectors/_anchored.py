@@ -292,5 +292,12 @@ def echoes(
 
 def rewound(anchor: Anchor, page_size: int) -> Anchor:
     """The anchor stepped back after a shift, twice as far as the step before."""
-    back = max(page_size, anchor.back * 2)
-    return attrs.evolve(anchor, offset=max(0, anchor.offset - back), back=back)
+    offset, back = stepped_back(anchor.offset, anchor.back, page_size)
+    return attrs.evolve(anchor, offset=offset, back=back)
+
+
+def stepped_back(offset: int, back: int, page_size: int) -> tuple[int, int]:
+    """``offset`` stepped back after a shift, and the step: twice as far as the step
+    before (``back``), at least a page. Every anchored walk re-positions by this rule."""
+    back = max(page_size, back * 2)
+    return max(0, offset - back), back

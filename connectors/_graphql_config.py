@@ -16,7 +16,6 @@ Each ``[entities.NAME]`` table takes the fields of
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import attrs
 from attrs import frozen
 
 from statesync._frozen import FrozenDict
+from statesync._toml import read_toml
 from statesync.connectors.graphql import GraphQLEntity
 from statesync.errors import ConfigurationError
 
@@ -47,13 +47,7 @@ class GraphQLConfig:
 
 def load_graphql_config(path: str | Path) -> GraphQLConfig:
     """Read and check ``path``; errors name the file, the key and what was expected."""
-    try:
-        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigurationError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"{path}: not valid TOML: {exc}") from None
-    return graphql_from_mapping(doc, source=str(path))
+    return graphql_from_mapping(read_toml(path), source=str(path))
 
 
 def graphql_from_mapping(

@@ -13,21 +13,32 @@ deleted and offsets shifted: the walk re-opens at ``created >= last`` at offset 
 the API takes no lower bound, steps back (twice as far each time it still does not join,
 as :func:`statesync.connectors._anchored.rewound` does), skipping what is seen. So
 inserts and deletes anywhere lose nothing; a record deleted mid-sync may or may not come.
+The seen test, the advance of ``last``/``seen`` and the step back are the ones every
+anchored walk shares (:mod:`statesync.connectors._anchored`), over :func:`key` mappings.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 from attrs import frozen
 
 from statesync._models import JSON, FetchState
-from statesync.connectors._anchored import Ask, echoes
+from statesync.connectors._anchored import Ask, Ordering, advanced, echoes, seen_test, stepped_back
 
-Key = tuple[float, str]
-"""A record's creation time (Unix seconds) and id: the list's order."""
+Key = Mapping[str, Any]
+"""A record's creation time (Unix seconds) and id, the list's order, as :func:`key` makes
+it (the shape :class:`~statesync.connectors._anchored.Ordering` reads)."""
+
+ORDER = Ordering("created", "id")
+"""Oldest first by creation time, ties by id."""
+
+
+def key(created: float, ident: str) -> Key:
+    return {"created": created, "id": ident}
 
 
 @frozen
@@ -74,28 +85,19 @@ class Anchor:
             "echo": self.echo,
         }
 
-    def is_seen(self, key: Key) -> bool:
-        if self.last is None:
-            return False
-        return key[0] < self.last or (key[0] == self.last and key[1] in self.seen)
-
     def reopened(self, processed: int, can_filter: bool, size: int = 1) -> Anchor:
         """A query at the last creation time handed out, offset 0; without a lower bound
         to filter by, the same query stepped back twice as far as the last step."""
         if not can_filter or self.last is None:
-            back = max(size, self.back * 2)
-            return attrs.evolve(self, offset=max(0, self.offset - back), back=back)
+            offset, back = stepped_back(self.offset, self.back, size)
+            return attrs.evolve(self, offset=offset, back=back)
         return attrs.evolve(
             self, offset=0, window=math.floor(self.last), base=processed - len(self.seen), back=0
         )
 
     def after(self, fresh: Sequence[Key], offset: int) -> Anchor:
-        last, seen = self.last, list(self.seen)
-        for when, ident in fresh:
-            if last is None or when > last:
-                last, seen = when, []
-            seen.append(ident)
-        return attrs.evolve(self, offset=offset, last=last, seen=tuple(seen), back=0)
+        last, seen = advanced(self.last, self.seen, fresh, ORDER)
+        return attrs.evolve(self, offset=offset, last=last, seen=seen, back=0)
 
 
 @frozen
@@ -142,15 +144,16 @@ def absorb(
     described: str | None = None,
 ) -> Absorbed:
     anchor = plan_.anchor
-    first = keys[0][1] if keys else None
+    first = ORDER.record_id(keys[0]) if keys else None
     # A server ignoring the offset answers its first page at every offset: the shared
     # walk's check stops it (NoProgressError) instead of walking on without records.
     echo = echoes(anchor.head, anchor.echo, Ask(plan_.skip, plan_.limit), first, described)
     if plan_.skip == 0 and first is not None:
         anchor = attrs.evolve(anchor, head=first)
     anchor = attrs.evolve(anchor, echo=echo)
-    if plan_.overlaps and (not keys or not anchor.is_seen(keys[0])):
+    seen = seen_test(anchor.last, anchor.seen, ORDER)
+    if plan_.overlaps and (not keys or not seen(keys[0])):
         return Absorbed((), anchor.reopened(processed, can_filter, plan_.limit), True)
-    fresh = tuple(i for i, key in enumerate(keys) if not anchor.is_seen(key))
+    fresh = tuple(i for i, k in enumerate(keys) if not seen(k))
     after = anchor.after([keys[i] for i in fresh], plan_.skip + len(keys))
     return Absorbed(fresh, after, False)

@@ -22,7 +22,6 @@ expected, as the policy files are; nothing is requested before the file is valid
 from __future__ import annotations
 
 import json
-import tomllib
 import types
 import typing
 from collections.abc import Mapping
@@ -35,6 +34,8 @@ from attrs import frozen
 if TYPE_CHECKING:
     from statesync.connectors.rest import RESTConnector
 
+from statesync._policy_config import shown_value
+from statesync._toml import read_toml
 from statesync.connectors._rest_entity import RESTAuth, RESTEntity
 from statesync.connectors._rest_paging import PAGINATORS
 from statesync.errors import ConfigurationError, ErrorKind
@@ -80,12 +81,7 @@ class RESTSettings:
 def load_rest_config(path: str | Path) -> RESTSettings:
     """Read and check a REST TOML file."""
     source = str(path)
-    try:
-        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigurationError(f"{source}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RESTConfigError(source, [("(file)", f"not valid TOML: {exc}")]) from None
+    doc = read_toml(path, lambda message: RESTConfigError(source, [("(file)", message)]))
     return rest_from_mapping(doc, source=source)
 
 
@@ -251,14 +247,5 @@ def _key(key: str) -> str:
 
 
 def _shown(value: object) -> str:
-    if isinstance(value, Mapping):
-        return "a table"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f"the string {json.dumps(value)}"
-    if isinstance(value, list):
-        return f"a list {json.dumps(value, default=str)}"
-    if value is None:
-        return "nothing"
-    return repr(value)
+    """As the policy files name values; a mapping from code may hold None (TOML cannot)."""
+    return "nothing" if value is None else shown_value(value)

@@ -51,6 +51,7 @@ from attrs import field, frozen
 
 from statesync._frozen import EMPTY, frozen_mapping
 from statesync._models import JSON, FetchState, Page, PageRequest, ResumableFetchOptions, SyncMode
+from statesync._partitions import sent_bounds
 from statesync._ratelimit import rate_info_from_headers, retry_after_from_headers
 from statesync.connector import BaseConnector, Partitioning
 from statesync.errors import (
@@ -473,31 +474,10 @@ def _variables(configured: _Configured, request: PageRequest, size: int) -> dict
         # Left out otherwise, so a default declared in the query applies.
         variables[plan.since_variable] = request.since.isoformat()
     if plan.window is not None:
-        lower, upper = _bounds(request)
+        lower, upper = sent_bounds(request)
         variables[plan.window.lower] = _bound_value(plan.window, plan.window.lower, lower)
         variables[plan.window.upper] = _bound_value(plan.window, plan.window.upper, upper)
     return variables
-
-
-def _bounds(request: PageRequest) -> tuple[int | None, int | None]:
-    """The creation-time bounds to send: the request's window, but never ``since``.
-
-    The engine starts an incremental walk of windows at ``since`` as a creation time
-    (Stripe filters incremental syncs by creation). Here ``since`` is a change time: a
-    record created before it may have changed after it, so the oldest window, the only
-    one whose lower bound is ``since`` itself, stays open below (the since variable, if
-    declared, does the filtering).
-    """
-    window = request.window
-    if window is None:
-        return None, None
-    lower = window.lower
-    since = request.since
-    if lower is not None and since is not None and request.mode is SyncMode.INCREMENTAL:
-        moment = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
-        if lower == int(moment.timestamp()):
-            lower = None
-    return lower, window.upper
 
 
 def _bound_value(window: WindowVariables, name: str, seconds: int | None) -> int | str | None:

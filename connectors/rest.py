@@ -46,7 +46,7 @@ from statesync._models import (
 from statesync._ratelimit import rate_info_from_headers
 from statesync.connector import BaseConnector, Partitioning
 from statesync.connectors._http_errors import map_http_error
-from statesync.connectors._rest_anchor import Anchor, Key, absorb, plan
+from statesync.connectors._rest_anchor import Anchor, absorb, key, plan
 from statesync.connectors._rest_config import (
     RESTConfigError,
     RESTSettings,
@@ -220,7 +220,7 @@ class RESTConnector(BaseConnector):
             asked.anchor.window,
         ):
             return None
-        keys = [(r.created_at.timestamp() if r.created_at else 0.0, r.id) for r in page.records]
+        keys = [key(r.created_at.timestamp() if r.created_at else 0.0, r.id) for r in page.records]
         absorbed = absorb(step, keys, processed, can_filter)
         if absorbed.shifted:
             return None  # offsets moved: the engine fetches the checkpoint's page itself
@@ -270,14 +270,17 @@ class RESTConnector(BaseConnector):
         step = plan(anchor, processed, size, ent.max_page_size, pager.max_offset, can_filter)
         ask = Ask({pager.offset_param: step.skip})
         answer, items = await self._send(ent, request, ask, step.limit, lower=step.anchor.window)
-        keys = [_key(ent, item, answer.described) for item in items]
+        # Each record's creation time is parsed once: for its key here, then its Record.
+        created = [_created(ent, item, answer.described) for item in items]
+        pairs = zip(items, created, strict=True)
+        keys = [key(when.timestamp(), str(item[ent.id_field])) for item, when in pairs]
         if request.state.metadata.get(_PLANNED):
             # A planned page: its records are judged against the checkpoint in settle().
             more, total = pager.has_more(answer, step.skip, step.limit)
             token = Token(
                 more, offset=step.skip + len(items), metadata={_PLANNED: True, _RAW_TOTAL: total}
             )
-            return self._page(ent, items, token, None, answer, request)
+            return self._page(ent, items, token, None, answer, request, created)
         absorbed = absorb(step, keys, processed, can_filter, answer.described)
         if absorbed.shifted:
             token = Token(True, offset=0, metadata=absorbed.anchor.metadata())
@@ -286,7 +289,8 @@ class RESTConnector(BaseConnector):
         fresh = [items[i] for i in absorbed.fresh]
         token = Token(more, offset=absorbed.anchor.offset, metadata=absorbed.anchor.metadata())
         shown_total = None if total is None else absorbed.anchor.base + total
-        return self._page(ent, fresh, token, shown_total, answer, request)
+        times = [created[i] for i in absorbed.fresh]
+        return self._page(ent, fresh, token, shown_total, answer, request, times)
 
     def _follow(self, answer: Answer, target: str) -> str:
         """A next URL, resolved; one on another origin would receive our credentials."""
@@ -405,8 +409,15 @@ class RESTConnector(BaseConnector):
         total: int | None,
         answer: Answer,
         request: PageRequest,
+        created: Sequence[datetime] | None = None,
     ) -> Page:
-        records = tuple(_record(ent, item, answer.described) for item in items)
+        """``items`` as the page; ``created``: their creation times, when parsed already."""
+        described = answer.described
+        if created is None:
+            records = tuple(_record(ent, item, described) for item in items)
+        else:
+            pairs = zip(items, created, strict=True)
+            records = tuple(_record(ent, item, described, when) for item, when in pairs)
         return Page(
             records=records,
             has_more=token.has_more,
@@ -458,21 +469,24 @@ def _timestamp(
         ) from None
 
 
-def _key(ent: RESTEntity, item: Mapping[str, Any], described: str) -> Key:
+def _created(ent: RESTEntity, item: Mapping[str, Any], described: str) -> datetime:
     created = _timestamp(ent, item, ent.created_field, described)
     if created is None:
         raise MalformedResponseError(
             f"a record has no {ent.created_field!r}, which anchors the offset walk",
             request=described,
         )
-    return created.timestamp(), str(item[ent.id_field])
+    return created
 
 
-def _record(ent: RESTEntity, item: Mapping[str, Any], described: str) -> Record:
+def _record(
+    ent: RESTEntity, item: Mapping[str, Any], described: str, created: datetime | None = None
+) -> Record:
+    """The record of ``item``; ``created``: its creation time, when parsed already."""
     return Record(
         id=str(item[ent.id_field]),
         data=item,
-        created_at=_timestamp(ent, item, ent.created_field, described),
+        created_at=created or _timestamp(ent, item, ent.created_field, described),
         updated_at=_timestamp(ent, item, ent.updated_field, described),
     )
 

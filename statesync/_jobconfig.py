@@ -35,7 +35,6 @@ Errors name the file, the key path and what was expected, before any job exists.
 
 from __future__ import annotations
 
-import tomllib
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,6 +44,7 @@ from attrs import field, frozen
 
 from statesync._models import SyncMode
 from statesync._namespace import effective_namespace
+from statesync._toml import read_toml
 from statesync.errors import ConfigurationError
 
 _TOP: Final = ("job", "connector", "entities", "policies", "store", "destination", "run")
@@ -83,14 +83,7 @@ class JobConfig:
 
 
 def load_job_config(path: str | Path) -> JobConfig:
-    source = str(path)
-    try:
-        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigurationError(f"{source}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"{source}: not valid TOML: {exc}") from None
-    return job_config_from_mapping(doc, source=source)
+    return job_config_from_mapping(read_toml(path), source=str(path))
 
 
 def job_config_from_mapping(doc: Mapping[str, Any], *, source: str = "job config") -> JobConfig:

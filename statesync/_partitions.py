@@ -15,10 +15,11 @@ nothing is skipped, whatever the ties at ``edge``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC
 
 import attrs
 
-from statesync._models import FetchState, Page, Partition, SyncMode, TimeWindow
+from statesync._models import FetchState, Page, PageRequest, Partition, SyncMode, TimeWindow
 from statesync.connector import Partitioning
 
 SPLIT_PAGES = 20
@@ -116,3 +117,25 @@ def _width(times: Sequence[float], page_size: int) -> int:
     """Seconds that hold about ``SPLIT_PAGES`` pages at the density of ``times``."""
     span = max(1.0, max(times) - min(times))
     return max(1, int(span * SPLIT_PAGES * page_size / len(times)))
+
+
+def sent_bounds(request: PageRequest) -> tuple[int | None, int | None]:
+    """The creation-time bounds a connector whose ``since`` is a change time sends: the
+    request's window, but never ``since`` itself.
+
+    The engine starts an incremental walk of windows at ``since`` as a creation time
+    (Stripe filters incremental syncs by creation). A change-time ``since`` is another
+    matter: a record created before it may have changed after it, so the oldest window,
+    the only one whose lower bound is ``since`` itself, stays open below (the since
+    filter, if the connector sends one, does the filtering).
+    """
+    window = request.window
+    if window is None:
+        return None, None
+    lower = window.lower
+    since = request.since
+    if lower is not None and since is not None and request.mode is SyncMode.INCREMENTAL:
+        moment = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+        if lower == int(moment.timestamp()):
+            lower = None
+    return lower, window.upper

@@ -364,7 +364,7 @@ class _Resolver:
     def _table(self, value: object, where: _Path) -> Mapping[str, Any]:
         if isinstance(value, Mapping):
             return value
-        self._problem(where, f"expected a table, got {_shown(value)}")
+        self._problem(where, f"expected a table, got {shown_value(value)}")
         return {}
 
     def _unknown_keys(
@@ -435,7 +435,7 @@ def _mismatch(expected: object, path: _Path, document: Mapping[str, Any]) -> str
         # A kinds table's key is the error kind: the key, not its value, is wrong.
         return f"unknown error kind {key!r}; expected one of: {_listed(list(ErrorKind))}"
     got = _lookup(document, path)
-    return f"expected {_describe(expected)}, got {_shown(got)}"
+    return f"expected {_describe(expected)}, got {shown_value(got)}"
 
 
 def _lookup(document: object, path: _Path) -> object:
@@ -473,7 +473,8 @@ def _describe(expected: object) -> str:
     return "a table"
 
 
-def _shown(value: object) -> str:
+def shown_value(value: object) -> str:
+    """A value as a config error names it ("a table", "the string \"x\"", ...)."""
     if isinstance(value, Mapping):
         return "a table"
     if isinstance(value, bool):

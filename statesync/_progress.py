@@ -22,12 +22,13 @@ the connector sent (``Page.request``), so an operator sees which filter was igno
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from datetime import UTC
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 import attrs
 
-from statesync._models import JSON, FetchState, Page, PageRequest, SyncMode, TimeWindow
+from statesync._models import JSON, FetchState, Page, PageRequest, Record, TimeWindow
+from statesync._partitions import sent_bounds
 from statesync.errors import NoProgressError
 
 CYCLE_LIMIT = 3
@@ -83,27 +84,55 @@ class ProgressGuard:
 
 
 def _check_window(request: PageRequest, page: Page, window: TimeWindow) -> None:
-    lower = window.lower
-    since = request.since
-    if lower is not None and since is not None and request.mode is SyncMode.INCREMENTAL:
-        moment = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
-        if lower == int(moment.timestamp()):
-            # The engine opened the oldest window at ``since``; a connector whose since
-            # is a change time sends it open below (older records changed since count).
-            lower = None
-    for record in page.records:
+    # Below the oldest window's ``since`` may come records that a connector whose since
+    # is a change time asks for (older records changed since count).
+    lower, _ = sent_bounds(request)
+    record = _outside(page.records, lower, window.upper)
+    if record is not None and record.created_at is not None:
+        raise NoProgressError(
+            f"record {record.id!r} was created at {int(record.created_at.timestamp())}, "
+            f"outside the window [{window.lower}, {window.upper}) the request was "
+            "restricted to: the server ignored the window's filter",
+            request=describe(request, page),
+        )
+
+
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
+
+
+def _outside(records: Sequence[Record], lower: int | None, upper: int | None) -> Record | None:
+    """The first record created outside ``[lower, upper)`` (Unix seconds).
+
+    Every windowed page passes here: the bounds become datetimes once and each record's
+    time is compared as it is, a seventh of the cost of its ``timestamp()``. A naive
+    time cannot be compared with them (nor a bound beyond datetime's range be one): such
+    a page is judged by ``timestamp()``.
+    """
+    if lower is None and upper is None:
+        return None
+    try:
+        low = _EARLIEST if lower is None else datetime.fromtimestamp(lower, UTC)
+        high = _LATEST if upper is None else datetime.fromtimestamp(upper, UTC)
+        for record in records:
+            at = record.created_at
+            if at is not None and not low <= at < high:
+                return record
+    except (TypeError, OverflowError, OSError, ValueError):
+        return _outside_by_timestamp(records, lower, upper)
+    return None
+
+
+def _outside_by_timestamp(
+    records: Sequence[Record], lower: int | None, upper: int | None
+) -> Record | None:
+    for record in records:
         if record.created_at is None:
             continue
         created = record.created_at.timestamp()
-        if (lower is not None and created < lower) or (
-            window.upper is not None and created >= window.upper
-        ):
-            raise NoProgressError(
-                f"record {record.id!r} was created at {int(created)}, outside the window "
-                f"[{window.lower}, {window.upper}) the request was restricted to: the "
-                "server ignored the window's filter",
-                request=describe(request, page),
-            )
+        if (lower is not None and created < lower) or (upper is not None and created >= upper):
+            return record
+    return None
 
 
 def _stalled(request: PageRequest, page: Page, why: str) -> NoProgressError:

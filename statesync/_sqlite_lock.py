@@ -16,7 +16,11 @@ import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
+
+from statesync.errors import DatabaseLockedError
+
+_E = TypeVar("_E", bound=DatabaseLockedError)
 
 _DEADLINE: Final[contextvars.ContextVar[Callable[[], float] | None]] = contextvars.ContextVar(
     "statesync_lock_deadline", default=None
@@ -55,6 +59,17 @@ def lock_wait(default: float, expires_at: float | None = None) -> float:
 def is_locked(exc: sqlite3.Error) -> bool:
     text = str(exc)
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+def locked_error(
+    exc: sqlite3.Error, db: str | Path, what: str, waited: float, kind: type[_E]
+) -> _E | None:
+    """``kind`` naming the lock's holder when ``exc`` is SQLite giving up on ``db``'s
+    lock after ``waited`` seconds; ``None`` for any other error."""
+    if not is_locked(exc):
+        return None
+    pid, name = lock_holder(db)
+    return kind(what, waited, pid, name)
 
 
 def lock_holder(db: str | Path) -> tuple[int | None, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,32 +19,23 @@ import inngest
 import pytest
 
 from statesync import (
-    ChunkPolicy,
     EntityRecord,
     JobSpec,
-    PolicySet,
-    RetryPolicy,
     SyncMode,
     SyncState,
     job_status,
 )
 from statesync._namespace import job_namespace
 from statesync.adapters.inngest import job_instance, job_requested, sync_functions
-from statesync.connector import BaseConnector
 from statesync.connectors.stripe import StripeConnector
 from statesync.destinations.sqlite import SQLiteDestination
 from statesync.errors import ConfigurationError
 from statesync.sandbox import Sandbox, SandboxConfig
 from statesync.store import StateStore
 from statesync.stores.redis import RedisStateStore
+from support.inngest_app import assert_exact, functions, live_ids, stripe, stripe_at
 from support.inngest_executor import Executor, serving
 from support.namespace import table
-
-POLICIES = PolicySet(
-    retry=RetryPolicy(attempts=5, initial_delay=2, jitter=0),
-    chunk=ChunkPolicy(max_iterations=1, page_size=10),
-)
-Factories = Mapping[str, Callable[[JobSpec], BaseConnector]]
 
 
 @pytest.fixture
@@ -67,38 +58,6 @@ async def own_store(redis_url: str, key_prefix: str) -> AsyncIterator[RedisState
     await store.aclose()
 
 
-def stripe_at(sandbox: Sandbox) -> Callable[[JobSpec], BaseConnector]:
-    key, url = sandbox.config.api_key, sandbox.url
-    return lambda spec: StripeConnector(key, base_url=url)
-
-
-def app(
-    connectors: Factories, store: StateStore, db: Path, **kw: Any
-) -> Callable[[inngest.Inngest], list[inngest.Function[Any]]]:
-    def make(client: inngest.Inngest) -> list[inngest.Function[Any]]:
-        return sync_functions(
-            client,
-            connectors=connectors,
-            store=store,
-            destination=SQLiteDestination(db),
-            policies=POLICIES,
-            **kw,
-        )
-
-    return make
-
-
-def live_ids(db: Path, table: str) -> list[str]:
-    with sqlite3.connect(db) as conn:
-        return [r[0] for r in conn.execute(f'SELECT id FROM "{table}"')]
-
-
-def assert_exact(sandbox: Sandbox, db: Path, table: str) -> None:
-    got = live_ids(db, table)
-    assert len(got) == len(set(got)), f"{table}: duplicated rows"
-    assert set(got) == {r["id"] for r in sandbox.snapshot("customers")}, f"{table}: rows differ"
-
-
 def completed_chunks(ex: Executor) -> list[str]:
     return [
         a.step
@@ -111,7 +70,7 @@ async def test_a_job_id_requested_three_times_runs_three_exact_instances(
     sandbox: Sandbox, tmp_path: Path, app_store: StateStore, own_store: StateStore
 ) -> None:
     db = tmp_path / "data.db"
-    make = app({"stripe": stripe_at(sandbox)}, app_store, db, namespaces="")
+    make = functions(stripe(sandbox), app_store, SQLiteDestination(db))
     counts = []
     async with serving(make) as ex:
         for night in range(3):
@@ -142,7 +101,7 @@ async def test_duplicates_of_one_request_share_one_instance_and_later_ones_start
 ) -> None:
     db = tmp_path / "data.db"
     sandbox.faults.configure(latency=0.02)  # long enough for the copies to meet it running
-    make = app({"stripe": stripe_at(sandbox)}, app_store, db, namespaces="")
+    make = functions(stripe(sandbox), app_store, SQLiteDestination(db))
     async with serving(make) as ex:
         for _ in range(3):  # a double click: distinct event ids, one job
             await ex.send(job_requested("stripe", ["customers"], job_id="dup"))
@@ -165,13 +124,15 @@ async def test_two_connectors_with_one_entity_name_write_two_exact_tables(
     db = tmp_path / "data.db"
     with Sandbox(SandboxConfig(sizes={"customers": 25}, seed=7)) as other:
         connectors = {"stripe": stripe_at(sandbox), "billing": stripe_at(other)}
-        make = app(connectors, app_store, db, namespaces={"stripe": "shop"})  # billing: default
+        dest = SQLiteDestination(db)
+        # billing: the default namespace
+        make = functions(connectors, app_store, dest, namespaces={"stripe": "shop"})
         async with serving(make) as ex:
             await ex.send(job_requested("stripe", ["customers"], job_id="a"))
             await ex.send(job_requested("billing", ["customers"], job_id="b"))
             await ex.run_until_idle()
-        assert_exact(sandbox, db, "shop__customers")
-        assert_exact(other, db, table("customers", "billing"))  # billing__customers
+        assert_exact(sandbox, db, "customers", "shop__customers")
+        assert_exact(other, db, "customers", table("customers", "billing"))  # billing__customers
     assert set(live_ids(db, "shop__customers")) != set(live_ids(db, "billing__customers"))
     assert (await own_store.get_job("a")).params["namespace"] == "shop"
     assert (await own_store.get_job("b")).params["namespace"] == "billing"
@@ -189,7 +150,8 @@ async def test_a_job_stored_without_a_namespace_keeps_the_shared_tables(
     )
     await own_store.create_job(spec, [record])
     assert job_namespace(spec) is None
-    async with serving(app({"stripe": stripe_at(sandbox)}, app_store, db)) as ex:
+    make = functions(stripe(sandbox), app_store, SQLiteDestination(db), namespaces=None)
+    async with serving(make) as ex:
         await ex.send(job_requested("stripe", ["customers"], job_id="old"))
         await ex.run_until_idle()
     assert [j.output["job_id"] for j in ex.runs_of("-job")] == ["old"]  # resumed, not new

@@ -10,7 +10,6 @@ import select
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,13 +18,12 @@ import pytest
 
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 from support.cli import GRAPHQL_CONFIG, args, env, run_cmd, status
-from support.crash import wait_for_requests
+from support.crash import STATESYNC, wait_for_requests
 from support.namespace import table
 
 # Slow: drives the CLI in subprocesses (outside the fast subset, -m 'not slow').
 pytestmark = pytest.mark.slow
 
-STATESYNC = str(Path(sys.executable).with_name("statesync"))
 SIZES = {"customers": 60, "invoices": 30}
 
 

@@ -8,7 +8,6 @@ import os
 import shlex
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,13 @@ import pytest
 import redis
 
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
-from support.crash import wait_for_requests
+from support.crash import STATESYNC, wait_for_requests
 from support.namespace import table
 from support.postgres import pg_schema, postgres_dsn  # noqa: F401 - fixtures
 
 # Slow: drives the CLI in subprocesses (outside the fast subset, -m 'not slow').
 pytestmark = pytest.mark.slow
 
-STATESYNC = str(Path(sys.executable).with_name("statesync"))
 ENV = {**os.environ, "STATESYNC_API_KEY": "sk_test_contract", "COLUMNS": "150"}
 
 

@@ -8,7 +8,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,11 @@ import pytest
 
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 from support.cli import GRAPHQL_CONFIG
-from support.crash import wait_for_requests
+from support.crash import STATESYNC, wait_for_requests
 from support.namespace import table
 
 # Slow: drives the CLI in subprocesses (outside the fast subset, -m 'not slow').
 pytestmark = pytest.mark.slow
-
-STATESYNC = str(Path(sys.executable).with_name("statesync"))
 
 
 def env(sandbox: Sandbox) -> dict[str, str]:

@@ -272,10 +272,10 @@ async def test_planned_concurrent_offsets_survive_drift(sandbox: Sandbox, where:
 
 
 def test_a_server_ignoring_the_offset_stops_the_walk() -> None:
-    from statesync.connectors._rest_anchor import Anchor, absorb, plan
+    from statesync.connectors._rest_anchor import Anchor, absorb, key, plan
     from statesync.errors import NoProgressError
 
-    first_page = [(float(1000 + i), f"r{i}") for i in range(11)]  # whatever the offset
+    first_page = [key(float(1000 + i), f"r{i}") for i in range(11)]  # whatever the offset
     anchor, processed = Anchor(), 0
     with pytest.raises(NoProgressError, match="ignores the offset"):
         for _ in range(10):

@@ -59,7 +59,10 @@ class OutOfWindow(BaseConnector):
         return Page(records, has_more=True, next_cursor=f"c{self.calls}")
 
 
-async def run(conn: BaseConnector, **policy: int) -> tuple[SyncState, str, str]:
+async def run(
+    conn: BaseConnector, entity: str = "things", **policy: int
+) -> tuple[SyncState, str, str]:
+    """Sync ``entity`` once; the failed entity's state, error kind and message."""
     store = MemoryStateStore()
     runner = LocalRunner(
         connector=conn,
@@ -68,8 +71,8 @@ async def run(conn: BaseConnector, **policy: int) -> tuple[SyncState, str, str]:
         chunk_policy=ChunkPolicy(**{"max_iterations": 50, "page_size": 5, **policy}),
         retry_policy=FAST,
     )
-    result = await runner.sync(["things"])
-    rec = await store.get_entity(result.job_id, "things")
+    result = await runner.sync([entity])
+    rec = await store.get_entity(result.job_id, entity)
     assert rec.last_error is not None
     return rec.state, rec.last_error.kind, rec.last_error.message
 
@@ -100,20 +103,11 @@ async def test_stripe_ignoring_starting_after_stops_after_two_pages() -> None:
     with Sandbox(SandboxConfig(sizes={"customers": 40})) as sb:
         sb.faults.configure_walk(ignore_params=["starting_after"])
         conn = StripeConnector(sb.config.api_key, base_url=sb.url)
-        store = MemoryStateStore()
-        runner = LocalRunner(
-            connector=conn,
-            store=store,
-            destination=LoggingDestination(),
-            chunk_policy=ChunkPolicy(max_iterations=50, page_size=10),
-            retry_policy=FAST,
-        )
-        result = await runner.sync(["customers"])
+        state, kind, message = await run(conn, "customers", page_size=10)
         await conn.aclose()
-        rec = await store.get_entity(result.job_id, "customers")
-        assert rec.state is SyncState.FAILED and rec.last_error is not None
-        assert rec.last_error.kind == "no_progress"
-        assert "GET /v1/customers" in rec.last_error.message
+        assert state is SyncState.FAILED  # and a last error (run asserts it)
+        assert kind == "no_progress"
+        assert "GET /v1/customers" in message
         assert len(sb.log()) <= 3
 
 
@@ -125,19 +119,29 @@ async def test_close_stops_when_the_server_ignores_the_offset() -> None:
     with Sandbox(SandboxConfig(sizes={"close.lead": 200})) as sb:
         sb.faults.configure_walk(ignore_params=["_skip"])
         conn = CloseConnector(sb.config.api_key, base_url=sb.url + "/api/v1")
-        store = MemoryStateStore()
-        runner = LocalRunner(
-            connector=conn,
-            store=store,
-            destination=LoggingDestination(),
-            chunk_policy=ChunkPolicy(max_iterations=50, page_size=10),
-            retry_policy=FAST,
-        )
-        result = await runner.sync(["lead"])
+        state, kind, message = await run(conn, "lead", page_size=10)
         await conn.aclose()
-        rec = await store.get_entity(result.job_id, "lead")
-        assert rec.state is SyncState.FAILED and rec.last_error is not None
-        assert rec.last_error.kind == "no_progress"
-        assert "ignores the offset" in rec.last_error.message
-        assert "GET /api/v1/lead/" in rec.last_error.message
+        assert state is SyncState.FAILED  # and a last error (run asserts it)
+        assert kind == "no_progress"
+        assert "ignores the offset" in message
+        assert "GET /api/v1/lead/" in message
         assert len(sb.log()) <= 4
+
+
+def test_naive_creation_times_are_judged_as_their_timestamp_reads_them() -> None:
+    """Windows are checked by comparing datetimes; a naive one cannot be, and is read as
+    ``timestamp()`` reads it (local time), also after aware ones in the same page."""
+    from statesync._models import FetchState, SyncMode, TimeWindow
+    from statesync._progress import ProgressGuard
+    from statesync.errors import NoProgressError
+
+    lower = 1_700_000_000
+    window = TimeWindow(lower, lower + 100)
+    request = PageRequest("things", FetchState(), 5, None, SyncMode.FULL, window)
+    aware = Record("a", {}, created_at=datetime.fromtimestamp(lower + 10, UTC))
+    inside = Record("b", {}, created_at=datetime.fromtimestamp(lower + 50))  # naive
+    outside = Record("c", {}, created_at=datetime.fromtimestamp(lower + 100))  # naive
+    done = FetchState(has_more=False)
+    ProgressGuard().check(request, Page((aware, inside), has_more=False), done)
+    with pytest.raises(NoProgressError, match=r"record 'c' was created at 1700000100, outside"):
+        ProgressGuard().check(request, Page((aware, inside, outside), has_more=False), done)

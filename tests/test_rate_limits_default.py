@@ -24,12 +24,13 @@ import httpx
 import pytest
 
 from statesync.sandbox import SandboxConfig
+from support.cli import GRAPHQL_CONFIG as TICKETS_CONFIG
+from support.crash import STATESYNC
 from support.namespace import table
 
 # Slow: whole syncs served over HTTP (outside the fast subset, -m 'not slow').
 pytestmark = pytest.mark.slow
 
-STATESYNC = str(Path(sys.executable).with_name("statesync"))
 KEY = SandboxConfig().api_key
 
 
@@ -115,20 +116,10 @@ def test_four_stripe_entities_under_a_5_per_second_limit(tmp_path: Path) -> None
     assert refused_share_after_the_first(log, 8) <= 0.25
 
 
-GRAPHQL_CONFIG = """
-[entities.tickets]
-query = '''
-query Tickets($first: Int, $after: String) {
-  workspace(slug: "acme") {
-    tickets(first: $first, after: $after) {
-      nodes { id updatedAt }
-      pageInfo { hasNextPage endCursor }
-    }
-  }
-}'''
-path = "workspace.tickets"
-updated_field = "updatedAt"
-
+# The CLI tests' tickets entity, and an offset-paged one.
+GRAPHQL_CONFIG = (
+    TICKETS_CONFIG
+    + """
 [entities.articles]
 query = '''
 query Articles($limit: Int, $offset: Int) {
@@ -138,6 +129,7 @@ path = "articles"
 updated_field = "updatedAt"
 order_field = "createdAt"
 """
+)
 
 
 def test_two_graphql_entities_under_a_github_style_3_per_second_limit(tmp_path: Path) -> None:

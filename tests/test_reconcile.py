@@ -278,18 +278,25 @@ def _wait_mid_sync(store: str, proc: subprocess.Popen[str]) -> None:
 STORES: dict[str, type[SqliteStore | RedisStore]] = {"sqlite": SqliteStore, "redis": RedisStore}
 
 
+@pytest.fixture
+def store(
+    store_kind: str, tmp_path: Path, redis_server: Callable[..., Any]
+) -> SqliteStore | RedisStore:
+    """The parametrized ``store_kind``'s store, private to the test."""
+    return STORES[store_kind](tmp_path, redis_server)
+
+
+@pytest.fixture
+def dest(dest_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The parametrized ``dest_kind``'s destination URL, private to the test."""
+    return _dest(dest_kind, tmp_path, request)
+
+
 @pytest.mark.parametrize("dest_kind", ["sqlite", "postgres"])
 @pytest.mark.parametrize("store_kind", ["sqlite", "redis"])
 def test_resume_after_the_store_was_rolled_back_ends_complete_and_exact(
-    sandbox: Sandbox,
-    tmp_path: Path,
-    redis_server: Callable[..., Any],
-    request: pytest.FixtureRequest,
-    store_kind: str,
-    dest_kind: str,
+    sandbox: Sandbox, tmp_path: Path, store: SqliteStore | RedisStore, dest: str, dest_kind: str
 ) -> None:
-    store = STORES[store_kind](tmp_path, redis_server)
-    dest = _dest(dest_kind, tmp_path, request)
     env = {**os.environ, "STATESYNC_API_KEY": sandbox.config.api_key}
     entities = [a for e in SIZES for a in ("--entity", e)]
     common = _args(store.url, dest)
@@ -350,15 +357,8 @@ def _pg_staging(dsn: str, schema: str) -> list[str]:
 
 @pytest.mark.parametrize(("store_kind", "dest_kind"), [("sqlite", "sqlite"), ("redis", "postgres")])
 def test_gc_drops_the_staging_a_flushed_store_forgot_and_keeps_live_jobs(
-    sandbox: Sandbox,
-    tmp_path: Path,
-    redis_server: Callable[..., Any],
-    request: pytest.FixtureRequest,
-    store_kind: str,
-    dest_kind: str,
+    sandbox: Sandbox, tmp_path: Path, store: SqliteStore | RedisStore, dest: str, dest_kind: str
 ) -> None:
-    store = STORES[store_kind](tmp_path, redis_server)
-    dest = _dest(dest_kind, tmp_path, request)
     env = {"STATESYNC_API_KEY": sandbox.config.api_key}
 
     def killed_run(job: str) -> None:

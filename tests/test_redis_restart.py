@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,12 +13,10 @@ from typing import Any
 import pytest
 
 from statesync.sandbox import Sandbox, SandboxConfig
-from support.crash import live_ids, wait_for_requests
+from support.crash import STATESYNC, live_ids, wait_for_requests
 
 # Slow: subprocess crashes and resumes (outside the fast subset, -m 'not slow').
 pytestmark = pytest.mark.slow
-
-STATESYNC = str(Path(sys.executable).with_name("statesync"))
 
 
 def test_resume_after_a_redis_restart(tmp_path: Path, redis_server: Callable[..., Any]) -> None:

@@ -17,6 +17,7 @@ import pytest
 from statesync.sandbox import FaultRule, Sandbox, SandboxConfig
 from statesync.testing import crash_then_resume, statesync
 from statesync.testing._crash import STATESYNC
+from support.cli import GRAPHQL_CONFIG
 from support.crash import wait_for_requests
 from support.namespace import table
 from support.rest_styles import rest_options
@@ -240,29 +241,20 @@ def test_a_plugin_by_module_path_and_an_unknown_name(sandbox: Sandbox, tmp_path:
     )
 
 
-GRAPHQL_JOB = """
+GRAPHQL_JOB = (
+    '''
 [connector]
 name = "graphql"
 [connector.options]
-base_url = "BASE/graphql"
-[entities.tickets]
-query = '''
-query Tickets($first: Int, $after: String) {
-  workspace(slug: "acme") {
-    tickets(first: $first, after: $after) {
-      nodes { id updatedAt }
-      pageInfo { hasNextPage endCursor }
-    }
-  }
-}'''
-path = "workspace.tickets"
-updated_field = "updatedAt"
-[policies.default.chunk]
+base_url = "BASE/graphql"'''
+    + GRAPHQL_CONFIG  # the CLI tests' tickets entity
+    + """[policies.default.chunk]
 max_iterations = 2
 page_size = 10
 [destination]
 url = "sqlite:///g.db"
 """
+)
 
 CLOSE_JOB = """
 [job]

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 from statesync import _json
 from statesync._failpoints import crash_point
 from statesync._models import Record, SyncMode
-from statesync._sqlite_lock import is_locked, lock_holder, lock_wait
+from statesync._sqlite_lock import lock_wait, locked_error
 from statesync.destination import StagedTable, StagingCheck
 from statesync.destinations._names import (
     check_staging,
@@ -226,11 +226,11 @@ class SQLiteDestination:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if not is_locked(exc):
-                raise
-            pid, name = lock_holder(self.path)
             where = f"sqlite destination {self.path}"
-            raise DestinationLockedError(where, wait, pid, name) from exc
+            locked = locked_error(exc, self.path, where, wait, DestinationLockedError)
+            if locked is None:
+                raise
+            raise locked from exc
         finally:
             if bounded:
                 conn.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")

@@ -25,7 +25,7 @@ import attrs
 
 from statesync._converter import dumps, loads
 from statesync._models import EntityRecord, JobSpec, Lease, TransitionRecord
-from statesync._sqlite_lock import is_locked, lock_holder, lock_wait
+from statesync._sqlite_lock import lock_wait, locked_error
 from statesync.errors import (
     ConflictError,
     LeaseError,
@@ -163,11 +163,9 @@ class SQLiteStateStore:
             try:
                 return self._bounded(op, self._connection(), wait)
             except sqlite3.Error as exc:
-                if is_locked(exc):
-                    pid, name = lock_holder(self._path)
-                    where = f"sqlite store {str(self._path)!r}"
-                    raise StoreLockedError(where, wait, pid, name) from exc
-                raise StoreError(f"sqlite: {type(exc).__name__}: {exc}") from exc
+                where = f"sqlite store {str(self._path)!r}"
+                locked = locked_error(exc, self._path, where, wait, StoreLockedError)
+                raise locked or StoreError(f"sqlite: {type(exc).__name__}: {exc}") from exc
 
     @staticmethod
     def _bounded(op: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection, wait: float) -> T:

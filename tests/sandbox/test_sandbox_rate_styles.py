@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,10 +18,10 @@ from statesync.connectors.stripe import StripeConnector
 from statesync.errors import RateLimitedError
 from statesync.sandbox import Sandbox, SandboxConfig
 from statesync.sandbox._options import build_config, load_payload
+from support.crash import STATESYNC
 from support.sandbox_lib import AUTH
 
 KEY = SandboxConfig().api_key
-STATESYNC = str(Path(sys.executable).with_name("statesync"))
 
 
 def request(entity: str) -> PageRequest:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,12 +14,11 @@ import pytest
 from psycopg import sql
 
 from statesync.sandbox import Sandbox, SandboxConfig
+from statesync.testing import statesync
+from statesync.testing._crash import STATESYNC as STATESYNC
 from support.namespace import table
 
 SIZES = {"customers": 130, "invoices": 75}
-
-
-STATESYNC = str(Path(sys.executable).with_name("statesync"))
 
 
 @pytest.fixture(scope="module")
@@ -31,16 +27,8 @@ def sandbox() -> Iterator[Sandbox]:
         yield running
 
 
-def cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [STATESYNC, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+cli = statesync
+"""The ``statesync`` command line, ``env`` laid over this environment."""
 
 
 def live_ids(db: Path, entity: str, connector: str = "stripe") -> list[str]:

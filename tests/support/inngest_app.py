@@ -49,9 +49,13 @@ def functions(
 SIZES = {"customers": 300, "invoices": 40, "charges": 50}
 
 
-def stripe(sandbox: Sandbox) -> Mapping[str, Callable[[JobSpec], BaseConnector]]:
+def stripe_at(sandbox: Sandbox) -> Callable[[JobSpec], BaseConnector]:
     key, url = sandbox.config.api_key, sandbox.url
-    return {"stripe": lambda spec: StripeConnector(key, base_url=url)}
+    return lambda spec: StripeConnector(key, base_url=url)
+
+
+def stripe(sandbox: Sandbox) -> Mapping[str, Callable[[JobSpec], BaseConnector]]:
+    return {"stripe": stripe_at(sandbox)}
 
 
 def live_ids(db: Path, entity: str) -> list[str]:
@@ -59,10 +63,12 @@ def live_ids(db: Path, entity: str) -> list[str]:
         return [r[0] for r in conn.execute(f'SELECT id FROM "{entity}"')]
 
 
-def assert_exact(sandbox: Sandbox, db: Path, entity: str) -> None:
-    got = live_ids(db, entity)
-    assert len(got) == len(set(got)), f"{entity}: duplicated rows"
-    assert set(got) == {r["id"] for r in sandbox.snapshot(entity)}, f"{entity}: rows differ"
+def assert_exact(sandbox: Sandbox, db: Path, entity: str, table: str | None = None) -> None:
+    """``table`` (default: the entity's name) holds the source's ``entity``, once each."""
+    where = table or entity
+    got = live_ids(db, where)
+    assert len(got) == len(set(got)), f"{where}: duplicated rows"
+    assert set(got) == {r["id"] for r in sandbox.snapshot(entity)}, f"{where}: rows differ"
 
 
 def job_output(ex: Executor) -> dict[str, Any]:
