@@ -1,31 +1,70 @@
 """Throughput near an API's ceiling: concurrent pages, time windows, one budget, chunk sizing.
 
-    .venv/bin/python bench/bench_throughput.py            # every scenario, ~2-3 minutes
-    .venv/bin/python bench/bench_throughput.py --only close,stripe
+    .venv/bin/python bench/bench_throughput.py            # every scenario, ~3 minutes
+    .venv/bin/python bench/bench_throughput.py --only close,stripe --rounds 1
 
-Every scenario starts the emulator in its own process (so its CPU does not share this
-process's GIL) with 50 ms per request and a limit of 100 requests/s (burst 20) for the
-API key, 100 records a page. The ceiling is therefore 10,000 records/s per account.
-statesync runs through the LocalRunner with a Redis state store and a SQLite destination
-(one transaction per page, a checkpoint after every page), as in ``bench_sync.py``.
+The API answers in 50 ms a request with a limit of 100 requests/s (burst 20) for the API
+key, 100 records a page: the ceiling is 10,000 records/s per account. statesync runs
+through the LocalRunner with a Redis state store and a SQLite destination (one
+transaction per page, a checkpoint after every page), as in ``bench_sync.py``, and with
+``rate_limit=100, rate_burst=20``: its budget paces at 95 % of the limit (and lets 10
+requests through at once at the start), so about 95 % is the most a client can reach,
+and a page of fewer than 100 records costs a whole request.
+
+**The latency-bound cases (1-3) run against ``bench/fast_server.py``** in its own
+process (``--latency 0.05 --rate-limit 100 --burst 20``): pages pre-encoded (Stripe's
+created-time windows are slices of them, joined once and cached), the latency a timer on
+its event loop, the limit a token bucket per key that answers 429 as the emulator does
+(``Retry-After``; Close's ``RateLimit`` quota on every answer). A throughput figure means
+something only when the server is not the bottleneck, so every run prints the server's
+CPU next to the client's (this process, all threads; Redis's own CPU is not counted), its
+requests as a share of the limit and its 429s. Each case runs ``--rounds`` times (3) with
+a fresh connector, database and state; the summary takes the median round.
 
 1. Close (offset) entity of 50,000 records: the seed's sequential chunks (10 pages each,
-   one request in flight) against planned concurrent offsets (concurrency 8, one shared
-   budget). Target: >= 80 % of the ceiling.
+   one request in flight, one round) against planned concurrent offsets (concurrency 8,
+   one shared budget). Target: >= 90 % of the ceiling.
 2. Stripe (cursor) entity of 50,000 records walked as concurrent created-time windows.
-   Target: >= 70 % of the ceiling.
-3. Three Close entities of one account at once, one budget: together >= 80 % of the one
+   Target: >= 90 % of the ceiling.
+3. Three Close entities of one account at once (``lead/``, ``contact/``,
+   ``opportunity/``, 20,000 records each), one budget: together >= 90 % of the one
    ceiling, with < 1 % of requests answered 429.
 4. Latency 20 ms, then 200 ms mid-sync, 2 s chunk target: every chunk's duration, and the
    share within +-25 % of the target after the first two chunks of each phase (>= 90 %).
+   On the emulator (``statesync.sandbox``): it changes latency mid-sync through its
+   control endpoint.
 5. Zero latency, no limit: statesync with concurrency on against the plain loop of
-   ``bench_sync.py`` (>= 0.85) and against statesync with one request in flight.
+   ``bench_sync.py`` (>= 0.85) and against statesync with one request in flight. On the
+   emulator, as before (``bench_sync.py`` makes the same comparison on the fast server).
+
+Measured on the 2-core box, shared with other sessions (load average 2.1 at the start,
+4.0 at the end), medians of 3 rounds:
+
+* close offset: 94.5 % of the ceiling (96.5 % of the limit in requests: 511 requests,
+  the planned offsets re-read a record a page), no 429s; CPU a 5.3 s run: client 2.7 s,
+  server 0.16 s. That is the budget's pace: (511 - 10) / 95 = 5.27 s.
+* stripe windows: 86.9 % (93.4 % of the limit), no 429s; client 2.7 s, server 0.20 s.
+  Below the target, and not for pacing: 537-541 requests for 500 pages' records. The
+  windows fragment (over a hundred windows for 500 pages: whenever fewer than
+  ``pages_in_flight`` run, a landed page splits its window, halving any rest under 20
+  pages) and each ends with a partial page, about 8 % of the requests; at 95 requests/s
+  that caps records/s near 88 % of the ceiling, and the ramp from one window to eight
+  costs about another point. The fix is in ``statesync/_partitions.py`` (how small a
+  split may leave a window), not in the budget.
+* three entities: 92.1 % of the shared ceiling (95.1 % of the limit), no 429s; client
+  3.6 s, server 0.21 s for 6.5 s.
+* The same cases against the emulator (one run each, load 2.6): 80.2 / 83.5 / 85.2 %,
+  no 429s; the emulator's CPU 1.05 / 0.46 / 1.23 s, the client's 2.7 / 3.0 / 3.8 s.
+* On a loaded box the client's landing slows (a SQLite commit and a Redis checkpoint a
+  page: about 3 ms unloaded, 10-17 ms with another CPU-bound process on the box) and
+  the Close figure falls (44-90 % in our runs): it then measures the box, so read the load
+  averages printed.
 
 Emulator capacity (measured on the 2-core box, 10 concurrent clients, 50 ms latency):
 about 160 requests/s for Stripe and Close pages once Close's filtered, sorted list is
 cached per store version (before that cache Close re-sorted 50,000 records on every
 request and served about 20 requests/s). The Close emulator decodes a list on its first
-request (about a second for 50,000 records); the benchmark warms it before timing.
+request (about a second for 50,000 records).
 """
 
 from __future__ import annotations
@@ -40,10 +79,11 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -103,28 +143,63 @@ class FastServer:
         self.close()
 
 
+@attrs.frozen
+class Run:
+    """One sync against the fast server."""
+
+    share: float
+    """Records per second over the ceiling."""
+    request_share: float
+    """Requests per second over the limit (a partial page spends a request too)."""
+    limited: float
+    """Share of requests answered 429."""
+    client_cpu: float
+    server_cpu: float
+
+
 def measured(
     server: FastServer,
     label: str,
-    connector: BaseConnector,
+    connect: Callable[[], BaseConnector],
     entities: Sequence[str],
     policy: ChunkPolicy,
     db: Path,
-) -> tuple[float, float]:
-    """Run one sync against the fast server; print its rate, 429s and both sides' CPU.
-    Returns the share of the ceiling and the share of requests answered 429."""
-    before, cpu = server.stats(), _cpu()
-    records, seconds = asyncio.run(run_sync(connector, entities, policy, db))
-    cpu, after = _cpu() - cpu, server.stats()
-    rate = report(label, records, seconds)
-    requests = after["requests"] - before["requests"]
-    limited = after["limited"] - before["limited"]
-    share = limited / requests if requests else 0.0
-    print(
-        f"  {'':<44} {requests:>7,} requests, {limited} answered 429 ({share:.2%}); "
-        f"CPU: client {cpu:.2f}s, server {after['cpu'] - before['cpu']:.2f}s"
+    rounds: int,
+) -> Run:
+    """``rounds`` syncs against the fast server (a fresh connector, database and state
+    each); every round's rate, 429s and both sides' CPU printed; the median round back."""
+    runs: list[Run] = []
+    for n in range(rounds):
+        before, cpu = server.stats(), _cpu()
+        records, seconds = asyncio.run(
+            run_sync(connect(), entities, policy, db.with_suffix(f".{n}.db"))
+        )
+        cpu, after = _cpu() - cpu, server.stats()
+        rate = report(f"{label}{f' ({n + 1})' if rounds > 1 else ''}", records, seconds)
+        requests = after["requests"] - before["requests"]
+        limited = after["limited"] - before["limited"]
+        run = Run(
+            share=rate / CEILING,
+            request_share=requests / seconds / RATE,
+            limited=limited / requests if requests else 0.0,
+            client_cpu=cpu,
+            server_cpu=after["cpu"] - before["cpu"],
+        )
+        print(
+            f"  {'':<48} {requests:>7,} requests ({run.request_share:.1%} of the limit), "
+            f"{limited} answered 429; CPU: client {cpu:.2f}s, server {run.server_cpu:.2f}s"
+        )
+        runs.append(run)
+    runs.sort(key=lambda r: r.share)
+    return runs[len(runs) // 2]
+
+
+def summary_line(name: str, run: Run) -> str:
+    return (
+        f"{name}: {run.share:.1%} of the ceiling (target >= {TARGET:.0%}; requests "
+        f"{run.request_share:.1%} of the limit), 429s {run.limited:.2%} (target < 1%), "
+        f"CPU client {run.client_cpu:.2f}s server {run.server_cpu:.2f}s"
     )
-    return rate / CEILING, share
 
 
 class Emulator:
@@ -201,7 +276,7 @@ async def run_sync(
 def report(label: str, records: int, seconds: float) -> float:
     rate = records / seconds
     print(
-        f"  {label:<44} {records:>7,} records in {seconds:6.2f}s = {rate:>7,.0f} records/s"
+        f"  {label:<48} {records:>7,} records in {seconds:6.2f}s = {rate:>7,.0f} records/s"
         f"  ({rate / CEILING:6.1%} of ceiling)"
     )
     return rate
@@ -222,49 +297,49 @@ def concurrent(**kw: Any) -> ChunkPolicy:
     )
 
 
-def close_offset(tmp: Path) -> list[str]:
+def close_offset(tmp: Path, rounds: int) -> list[str]:
     print("1. Close offset entity, 50,000 records (fast server)")
     with FastServer(50_000) as server:
         url = server.url + "/api/v1"
-        seq, _ = measured(
+        seq = measured(
             server, "seed's sequential chunks (10 pages)",
-            CloseConnector(KEY, base_url=url), ["lead"], SEQUENTIAL, tmp / "c1.db",
+            lambda: CloseConnector(KEY, base_url=url), ["lead"], SEQUENTIAL, tmp / "c1", 1,
         )  # fmt: skip
-        ours, limited = measured(
+        ours = measured(
             server, "planned offsets, concurrency 8, one budget",
-            CloseConnector(KEY, base_url=url), ["lead"], concurrent(), tmp / "c2.db",
+            lambda: CloseConnector(KEY, base_url=url), ["lead"], concurrent(), tmp / "c2", rounds,
         )  # fmt: skip
-    print(f"  speed-up {ours / seq:.1f}x")
-    return [f"close offset: {ours:.1%} of ceiling (target >= {TARGET:.0%}), 429s {limited:.2%}"]
+    print(f"  speed-up {ours.share / seq.share:.1f}x (median round)")
+    return [summary_line("close offset", ours)]
 
 
-def stripe_windows(tmp: Path) -> list[str]:
+def stripe_windows(tmp: Path, rounds: int) -> list[str]:
     print("2. Stripe cursor entity, 50,000 records, created-time windows (fast server)")
     with FastServer(50_000) as server:
-        ours, limited = measured(
+        url = server.url
+        ours = measured(
             server, "windows, concurrency 8, one budget",
-            StripeConnector(KEY, base_url=server.url), ["customers"], concurrent(), tmp / "s.db",
+            lambda: StripeConnector(KEY, base_url=url), ["customers"], concurrent(), tmp / "s",
+            rounds,
         )  # fmt: skip
         filters = server.stats()["filters"]
-    print(f"  {filters:.0f} distinct created[gte]/[lt] filters for {50_000 // PAGE} full pages")
-    return [f"stripe windows: {ours:.1%} of ceiling (target >= {TARGET:.0%}), 429s {limited:.2%}"]
+    print(f"  {filters:.0f} distinct created[gte]/[lt] filters over all rounds")
+    return [summary_line("stripe windows", ours)]
 
 
-def three_entities(tmp: Path) -> list[str]:
+def three_entities(tmp: Path, rounds: int) -> list[str]:
     print("3. Three Close entities of one account at once, one shared budget (fast server)")
     with FastServer(20_000) as server:  # lead/, contact/ and opportunity/: 20,000 each
-        ours, limited = measured(
+        url = server.url + "/api/v1"
+        ours = measured(
             server, "3 entities, concurrency 8 each, one budget",
-            CloseConnector(KEY, base_url=server.url + "/api/v1"),
-            ["lead", "contact", "opportunity"], concurrent(), tmp / "t.db",
+            lambda: CloseConnector(KEY, base_url=url), ["lead", "contact", "opportunity"],
+            concurrent(), tmp / "t", rounds,
         )  # fmt: skip
-    return [
-        f"three entities: {ours:.1%} of the shared ceiling (target >= {TARGET:.0%}), "
-        f"429s {limited:.2%} (target < 1%)"
-    ]
+    return [summary_line("three entities (shared ceiling)", ours)]
 
 
-def latency_change(tmp: Path) -> list[str]:
+def latency_change(tmp: Path, rounds: int) -> list[str]:
     print("4. Latency 20 ms then 200 ms, chunk target 2 s (one request in flight)")
     target, phase = 2.0, 16.0
     with Emulator({"customers": 80_000}) as emu:
@@ -303,7 +378,7 @@ def latency_change(tmp: Path) -> list[str]:
     return [f"chunk sizing: {share:.0%} of chunks within +-25% (target >= 90%)"]
 
 
-def zero_latency(tmp: Path) -> list[str]:
+def zero_latency(tmp: Path, rounds: int) -> list[str]:
     print("5. Zero latency, no limit: statesync with concurrency on vs the plain loop")
     records = 50_000
     ratios: list[tuple[float, float]] = []
@@ -350,17 +425,20 @@ SCENARIOS = {
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", default=",".join(SCENARIOS))
+    parser.add_argument("--rounds", type=int, default=3, help="of each fast-server case")
     args = parser.parse_args()
     print(
-        f"emulator: {LATENCY * 1000:.0f} ms a request, {RATE:.0f} requests/s (burst {BURST}), "
-        f"{PAGE} records a page: ceiling {CEILING:,.0f} records/s per account"
+        f"API: {LATENCY * 1000:.0f} ms a request, {RATE:.0f} requests/s (burst {BURST}), "
+        f"{PAGE} records a page: ceiling {CEILING:,.0f} records/s per account; "
+        f"load average {os.getloadavg()[0]:.2f}"
     )
     summary: list[str] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only.split(","):
-            summary += SCENARIOS[name](Path(tmp))
-    print(f"summary ({time.perf_counter() - started:.0f}s):")
+            summary += SCENARIOS[name](Path(tmp), args.rounds)
+    elapsed = time.perf_counter() - started
+    print(f"summary ({elapsed:.0f}s, load average now {os.getloadavg()[0]:.2f}):")
     for line in summary:
         print(f"  {line}")
 
