@@ -38,28 +38,32 @@ a fresh connector, database and state; the summary takes the median round.
    of 3. On the fast server without ``--latency``/``--rate-limit`` (it needs nothing of
    the emulator's, and at zero latency the emulator, not the client, was what ran out).
 
-Measured on the 2-core box, shared with other sessions (load average 2.1 at the start,
-4.0 at the end), medians of 3 rounds:
+Measured on the 2-core box, shared with other sessions (load average 1.4 at the start,
+1.8 at the end), medians of 3 rounds:
 
-* close offset: 94.5 % of the ceiling (96.5 % of the limit in requests: 511 requests,
-  the planned offsets re-read a record a page), no 429s; CPU a 5.3 s run: client 2.7 s,
-  server 0.16 s. That is the budget's pace: (511 - 10) / 95 = 5.27 s.
-* stripe windows: 86.9 % (93.4 % of the limit), no 429s; client 2.7 s, server 0.20 s.
-  Below the target, and not for pacing: 537-541 requests for 500 pages' records. The
-  windows fragment (over a hundred windows for 500 pages: whenever fewer than
-  ``pages_in_flight`` run, a landed page splits its window, halving any rest under 20
-  pages) and each ends with a partial page, about 8 % of the requests; at 95 requests/s
-  that caps records/s near 88 % of the ceiling, and the ramp from one window to eight
-  costs about another point. The fix is in ``statesync/_partitions.py`` (how small a
-  split may leave a window), not in the budget.
-* three entities: 92.1 % of the shared ceiling (95.1 % of the limit), no 429s; client
-  3.6 s, server 0.21 s for 6.5 s.
-* The same cases against the emulator (one run each, load 2.6): 80.2 / 83.5 / 85.2 %,
-  no 429s; the emulator's CPU 1.05 / 0.46 / 1.23 s, the client's 2.7 / 3.0 / 3.8 s.
+* close offset: 94.6 % of the ceiling (96.5 % of the limit in requests: 510 requests,
+  the planned offsets re-read a record a page), no 429s; CPU of a 5.3 s run: client
+  2.9 s, server 0.18 s. That is the budget's pace: (510 - 10) / 95 = 5.26 s.
+* stripe windows: 84.6 % (93.9 % of the limit), no 429s; client 2.5 s, server 0.21 s;
+  84-87 % over four invocations. Below the target, and not for pacing: 537-555 requests
+  for 500 pages' records. The windows fragment (about a hundred windows for 500 pages:
+  whenever fewer than ``pages_in_flight`` run, a landed page splits its window, halving
+  any rest under 20 pages) and each ends with a partial page, 8-10 % of the requests; at
+  95 requests/s that caps records/s near 87 % of the ceiling, and the ramp from one
+  window to eight and the tail with few windows cost 1-3 points more. The fix is in
+  ``statesync/_partitions.py`` (how small a split may leave a window), not the budget.
+* three entities: 92.3 % of the shared ceiling (95.5 % of the limit), no 429s; client
+  4.5 s, server 0.23 s for 6.5 s.
+* zero latency: concurrent / plain loop 0.70, concurrent / sequential statesync 0.68
+  (two other invocations: 0.88 / 1.30 and 1.17 / 1.01): with an instant server the
+  windows cost the client more (10 % more requests, partial pages) than they overlap.
+* The latency-bound cases against the emulator (one run each, load 2.6): 80.2 / 83.5 /
+  85.2 %, no 429s; the emulator's CPU 1.05 / 0.46 / 1.23 s, the client's 2.7 / 3.0 /
+  3.8 s.
 * On a loaded box the client's landing slows (a SQLite commit and a Redis checkpoint a
   page: about 3 ms unloaded, 10-17 ms with another CPU-bound process on the box) and
-  the Close figure falls (44-90 % in our runs): it then measures the box, so read the load
-  averages printed.
+  the Close figure falls (44-90 % in our runs): it then measures the box, so read the
+  load averages printed.
 
 Emulator capacity (measured on the 2-core box, 10 concurrent clients, 50 ms latency):
 about 160 requests/s for Stripe and Close pages once Close's filtered, sorted list is
