@@ -10,7 +10,7 @@ It serves two list endpoints over HTTP/1.1 keep-alive (asyncio, one process of i
 * Stripe style with ``created[gte|gt|lt|lte]`` filters (statesync's created-time windows,
   walked by cursor each): the page is the slice of the pre-encoded records the filter and
   cursor select (records' ``created`` falls by one a record), joined on first request and
-  cached;
+  cached (not with ``--lazy``);
 * Close style: ``GET /api/v1/lead/?_skip=S&_limit=L`` (ascending ``date_created``);
   ``contact/`` and ``opportunity/`` serve the same pages (several entities, one account).
 
@@ -72,8 +72,9 @@ _STRIPE_429 = (
 _CLOSE_429 = (
     b'{"error":"Too many requests. Wait for the number of seconds in the RateLimit reset."}'
 )
-_CACHE_LIMIT = 20_000
-"""Filtered Stripe pages kept (each about 68 kB); past it the cache starts over."""
+_CACHE_LIMIT = 2_000
+"""Filtered Stripe pages kept (each about 68 kB, so 140 MB at most; a bench_throughput run
+asks a few hundred); past it the cache starts over."""
 
 
 def _token(rng: random.Random, n: int) -> str:
@@ -227,9 +228,10 @@ class Pages:
         page = self._windows.get(key)
         if page is None:
             page = self._stripe_page(start, key[1] - start, more=key[2])
-            if len(self._windows) >= _CACHE_LIMIT:
-                self._windows.clear()
-            self._windows[key] = page
+            if not self.lazy:
+                if len(self._windows) >= _CACHE_LIMIT:
+                    self._windows.clear()
+                self._windows[key] = page
         return page
 
     def close(self, query: dict[str, str]) -> bytes:
@@ -296,14 +298,15 @@ Route = Callable[[bytes], tuple[bytes, bool]]
 class _Http(asyncio.Protocol):
     """HTTP/1.1 GETs without bodies, keep-alive; enough for httpx, aiohttp and the SDK.
 
-    With ``latency`` an API answer waits on a loop timer; the answers of one connection
-    queue in order, each timer writing the oldest, so they cannot overtake each other.
+    With ``latency`` an API answer waits on a loop timer. Answers of one connection
+    queue in order with the time each is due; a timer writes every answer at the front
+    that is due, so none overtakes another (HTTP/1.1 answers in request order).
     """
 
     def __init__(self, route: Route, latency: float) -> None:
         self.route, self.latency, self.buffer = route, latency, b""
         self.transport: asyncio.Transport | None = None
-        self.waiting: deque[bytes] = deque()
+        self.waiting: deque[tuple[float, bytes]] = deque()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -321,18 +324,24 @@ class _Http(asyncio.Protocol):
                 return
             head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
             answer, delayed = self.route(head)
-            if delayed and self.latency > 0:
-                self.waiting.append(answer)
-                asyncio.get_running_loop().call_later(self.latency, self._write_oldest)
-            elif self.waiting:
-                self.waiting.append(answer)
-                self._write_oldest()
-            else:
+            delay = self.latency if delayed else 0.0
+            if not delay and not self.waiting:
                 self.transport.write(answer)
+                continue
+            loop = asyncio.get_running_loop()
+            self.waiting.append((loop.time() + delay, answer))
+            loop.call_later(delay, self._write_due)
 
-    def _write_oldest(self) -> None:
-        if self.waiting and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(self.waiting.popleft())
+    def _write_due(self) -> None:
+        loop = asyncio.get_running_loop()
+        now, wrote = loop.time(), False
+        while self.waiting and self.waiting[0][0] <= now:
+            answer, wrote = self.waiting.popleft()[1], True
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(answer)
+        if self.waiting and not wrote:
+            # A timer may fire a clock tick early: come back when the front is due.
+            loop.call_at(self.waiting[0][0], self._write_due)
 
 
 def _api_key(head: bytes) -> bytes:
