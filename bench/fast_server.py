@@ -1,12 +1,18 @@
-"""A tiny, fast list server for ``bench_sync.py``: pages pre-encoded, so it measures the client.
+"""A tiny, fast list server for the benchmarks: pages pre-encoded, so it measures the client.
 
     python bench/fast_server.py --records 100000     # prints its URL, serves until killed
+    python bench/fast_server.py --records 50000 --latency 0.05 --rate-limit 100 --burst 20
 
 It serves two list endpoints over HTTP/1.1 keep-alive (asyncio, one process of its own):
 
 * Stripe style: ``GET /v1/customers?limit=100&starting_after=ID`` (newest first, the
   cursor is the last id of a page);
-* Close style: ``GET /api/v1/lead/?_skip=S&_limit=L`` (ascending ``date_created``).
+* Stripe style with ``created[gte|gt|lt|lte]`` filters (statesync's created-time windows,
+  walked by cursor each): the page is the slice of the pre-encoded records the filter and
+  cursor select (records' ``created`` falls by one a record), joined on first request and
+  cached (not with ``--lazy``);
+* Close style: ``GET /api/v1/lead/?_skip=S&_limit=L`` (ascending ``date_created``);
+  ``contact/`` and ``opportunity/`` serve the same pages (several entities, one account).
 
 Every page a walk with ``limit=100`` asks (Stripe by cursor; Close at ``_skip`` 0, 100,
 200 ... and at the overlapping 99, 198 ... statesync's Close connector sends) is encoded
@@ -16,8 +22,25 @@ the server's own CPU seconds, so the benchmark can print what serving cost.
 
 ``--lazy`` builds pages on request and keeps nothing (for 1M records, whose pre-encoded
 pages would take most of a gigabyte); the server's CPU is then higher, not the client's.
-Records are about 675 bytes of JSON each. The server does no auth, no rate limits, no
-validation: it is a load generator, not an emulator (that is ``statesync.sandbox``).
+Records are about 675 bytes of JSON each. The server does no auth and no validation: it
+is a load generator, not an emulator (that is ``statesync.sandbox``).
+
+Two options make it an API near its ceiling, for ``bench_throughput.py`` (both off by
+default, as ``bench_sync.py`` runs it):
+
+* ``--latency S``: every API answer is written S seconds after its request arrived, by
+  a timer on the event loop (no thread, no CPU while waiting; requests on different
+  connections wait concurrently, answers on one connection keep their order);
+* ``--rate-limit R --burst B``: a token bucket per API key (the ``Authorization``
+  header), decided on arrival as the emulator's fault injector does. A refusal is a
+  429 the way ``statesync.sandbox`` answers it: Stripe's error JSON with ``Retry-After``
+  (``--retry-after``, 1 s as the emulator's default); Close's ``{"error": ...}`` with
+  ``Retry-After`` and ``RateLimit: limit=B, remaining=0, reset=S``. Every Close answer
+  carries ``RateLimit`` (``remaining`` the whole tokens left, ``reset`` the seconds until
+  the bucket is full), so the client's reading of reported quota is exercised too.
+
+``GET /_stats`` answers the CPU seconds, the API requests served and how many of them
+were refused (429).
 """
 
 from __future__ import annotations
@@ -25,10 +48,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import random
 import resource
 import socket
 import string
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -36,8 +62,19 @@ from urllib.parse import parse_qsl
 PAGE = 100
 _ALPHABET = string.ascii_letters + string.digits
 _HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+_STATUS = len(b"HTTP/1.1 200 OK\r\n")
 _MISSING = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}"
 _START = 1_700_000_000
+_STRIPE_429 = (
+    b'{"error":{"type":"invalid_request_error","message":"Request rate limit exceeded. '
+    b'Learn more about rate limits here https://stripe.com/docs/rate-limits."}}'
+)
+_CLOSE_429 = (
+    b'{"error":"Too many requests. Wait for the number of seconds in the RateLimit reset."}'
+)
+_CACHE_LIMIT = 2_000
+"""Filtered Stripe pages kept (each about 68 kB, so 140 MB at most; a bench_throughput run
+asks a few hundred); past it the cache starts over."""
 
 
 def _token(rng: random.Random, n: int) -> str:
@@ -115,6 +152,7 @@ class Pages:
         self.count, self.lazy = records, lazy
         self._stripe: dict[str, bytes] = {}
         self._close: dict[tuple[int, int], bytes] = {}
+        self._windows: dict[tuple[int, int, bool], bytes] = {}
         self._stripe_rec: list[bytes] = []
         self._close_rec: list[bytes] = []
         if not lazy:
@@ -144,12 +182,13 @@ class Pages:
     def _respond(body: bytes) -> bytes:
         return _HEAD % len(body) + body
 
-    def _stripe_page(self, start: int, limit: int) -> bytes:
+    def _stripe_page(self, start: int, limit: int, *, more: bool | None = None) -> bytes:
         data = b",".join(self._records(start, start + limit, 0))
-        more = b"true" if start + limit < self.count else b"false"
+        more = start + limit < self.count if more is None else more
         url = b'"url":"/v1/customers"'
+        has_more = b"true" if more else b"false"
         return self._respond(
-            b'{"object":"list","data":[' + data + b'],"has_more":' + more + b"," + url + b"}"
+            b'{"object":"list","data":[' + data + b'],"has_more":' + has_more + b"," + url + b"}"
         )
 
     def _close_page(self, skip: int, limit: int) -> bytes:
@@ -160,11 +199,39 @@ class Pages:
 
     def stripe(self, query: dict[str, str]) -> bytes:
         limit, cursor = int(query.get("limit", 10)), query.get("starting_after", "")
+        if any(k.startswith("created[") for k in query):
+            return self._stripe_window(query, limit, cursor)
         page = self._stripe.get(cursor) if limit == PAGE else None
         if page is None:
-            # Ids carry their position: cus_{count - i:08d}...
-            start = self.count - int(cursor[4:12]) + 1 if cursor else 0
-            page = self._stripe_page(start, limit)
+            page = self._stripe_page(self._after(cursor), limit)
+        return page
+
+    def _after(self, cursor: str) -> int:
+        """The index after the cursor record's: ids carry it (``cus_{count - i:08d}...``)."""
+        return self.count - int(cursor[4:12]) + 1 if cursor else 0
+
+    def _stripe_window(self, query: dict[str, str], limit: int, cursor: str) -> bytes:
+        """A page of the records a ``created`` filter selects: record i was created at
+        ``_START - i``, so every filter is a range of indices."""
+        start, stop = self._after(cursor), self.count
+        for op, edge in (("gte", 1), ("gt", 0), ("lte", 0), ("lt", 1)):
+            raw = query.get(f"created[{op}]")
+            if raw is None:
+                continue
+            index = _START - int(raw)  # the index of the record created at that second
+            if op in ("gte", "gt"):
+                stop = min(stop, index + edge)  # newer records only: lower indices
+            else:
+                start = max(start, index + edge)
+        stop = max(start, stop)
+        key = (start, min(start + limit, stop), start + limit < stop)
+        page = self._windows.get(key)
+        if page is None:
+            page = self._stripe_page(start, key[1] - start, more=key[2])
+            if not self.lazy:
+                if len(self._windows) >= _CACHE_LIMIT:
+                    self._windows.clear()
+                self._windows[key] = page
         return page
 
     def close(self, query: dict[str, str]) -> bytes:
@@ -182,12 +249,64 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-class _Http(asyncio.Protocol):
-    """HTTP/1.1 GETs without bodies, keep-alive; enough for httpx, aiohttp and the SDK."""
+class Limit:
+    """A token bucket per API key: ``rate`` a second, at most ``burst`` at once."""
 
-    def __init__(self, route: Callable[[bytes], bytes]) -> None:
-        self.route, self.buffer = route, b""
+    def __init__(self, rate: float, burst: int, retry_after: int) -> None:
+        self.rate, self.burst, self.retry_after = rate, burst, retry_after
+        self._buckets: dict[bytes, tuple[float, float]] = {}
+
+    def take(self, key: bytes) -> tuple[bool, float]:
+        """Whether the key may have one more request now, and the tokens left after it."""
+        now = time.monotonic()
+        tokens, updated = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - updated) * self.rate)
+        allowed = tokens >= 1.0
+        tokens -= 1.0 if allowed else 0.0
+        self._buckets[key] = (tokens, now)
+        return allowed, tokens
+
+    def quota(self, tokens: float) -> bytes:
+        """Close's ``RateLimit`` header for a bucket holding ``tokens``."""
+        reset = (self.burst - tokens) / self.rate
+        remaining = math.floor(tokens)
+        return b"RateLimit: limit=%d, remaining=%d, reset=%.3f\r\n" % (self.burst, remaining, reset)
+
+    def refusal(self, close: bool, tokens: float) -> bytes:
+        """The 429 the emulator answers: its body, ``Retry-After`` and (Close) quota."""
+        body = _CLOSE_429 if close else _STRIPE_429
+        quota = self.quota(tokens)  # under one token: remaining=0
+        return (
+            b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+            b"Retry-After: %d\r\n%sContent-Length: %d\r\n\r\n%s"
+            % (self.retry_after, quota if close else b"", len(body), body)
+        )
+
+
+class Stats:
+    """What ``/_stats`` reports besides CPU: API requests, 429s, distinct Stripe filters."""
+
+    def __init__(self) -> None:
+        self.requests = self.limited = 0
+        self.filters: set[tuple[str | None, str | None]] = set()
+
+
+Route = Callable[[bytes], tuple[bytes, bool]]
+"""A request head to the bytes answered and whether they are an API answer (delayed)."""
+
+
+class _Http(asyncio.Protocol):
+    """HTTP/1.1 GETs without bodies, keep-alive; enough for httpx, aiohttp and the SDK.
+
+    With ``latency`` an API answer waits on a loop timer. Answers of one connection
+    queue in order with the time each is due; a timer writes every answer at the front
+    that is due, so none overtakes another (HTTP/1.1 answers in request order).
+    """
+
+    def __init__(self, route: Route, latency: float) -> None:
+        self.route, self.latency, self.buffer = route, latency, b""
         self.transport: asyncio.Transport | None = None
+        self.waiting: deque[tuple[float, bytes]] = deque()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -204,30 +323,86 @@ class _Http(asyncio.Protocol):
             if end < 0:
                 return
             head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
-            self.transport.write(self.route(head.split(b" ", 2)[1]))
+            answer, delayed = self.route(head)
+            delay = self.latency if delayed else 0.0
+            if not delay and not self.waiting:
+                self.transport.write(answer)
+                continue
+            loop = asyncio.get_running_loop()
+            self.waiting.append((loop.time() + delay, answer))
+            loop.call_later(delay, self._write_due)
+
+    def _write_due(self) -> None:
+        loop = asyncio.get_running_loop()
+        now, wrote = loop.time(), False
+        while self.waiting and self.waiting[0][0] <= now:
+            answer, wrote = self.waiting.popleft()[1], True
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(answer)
+        if self.waiting and not wrote:
+            # A timer may fire a clock tick early: come back when the front is due.
+            loop.call_at(self.waiting[0][0], self._write_due)
 
 
-def make_router(pages: Pages) -> Callable[[bytes], bytes]:
-    def route(target: bytes) -> bytes:
+def _api_key(head: bytes) -> bytes:
+    """The ``Authorization`` header's value: the bucket a request counts against."""
+    at = head.lower().find(b"\r\nauthorization:")
+    if at < 0:
+        return b""
+    end = head.find(b"\r\n", at + 2)
+    return head[at + 16 : end if end >= 0 else len(head)].strip()
+
+
+def _json_answer(payload: object) -> bytes:
+    body = json.dumps(payload).encode()
+    return _HEAD % len(body) + body
+
+
+_CLOSE_PATHS = ("/api/v1/lead/", "/api/v1/contact/", "/api/v1/opportunity/")
+
+
+def make_router(pages: Pages, limit: Limit | None = None, stats: Stats | None = None) -> Route:
+    stats = stats or Stats()
+
+    def route(head: bytes) -> tuple[bytes, bool]:
+        target = head.split(b" ", 2)[1]
         path, _, raw = target.decode("latin-1").partition("?")
-        query = dict(parse_qsl(raw))
-        if path == "/v1/customers":
-            return pages.stripe(query)
-        if path == "/api/v1/lead/":
-            return pages.close(query)
         if path == "/_cpu":
-            body = json.dumps({"cpu": _cpu()}).encode()
-            return _HEAD % len(body) + body
-        return _MISSING
+            return _json_answer({"cpu": _cpu()}), False
+        if path == "/_stats":
+            payload = {
+                "cpu": _cpu(),
+                "requests": stats.requests,
+                "limited": stats.limited,
+                "filters": len(stats.filters),
+            }
+            return _json_answer(payload), False
+        close = path in _CLOSE_PATHS
+        if not close and path != "/v1/customers":
+            return _MISSING, False
+        stats.requests += 1
+        quota = b""
+        if limit is not None:
+            allowed, tokens = limit.take(_api_key(head))
+            if not allowed:
+                stats.limited += 1
+                return limit.refusal(close, tokens), True
+            quota = limit.quota(tokens) if close else b""
+        query = dict(parse_qsl(raw))
+        if not close:
+            stats.filters.add((query.get("created[gte]"), query.get("created[lt]")))
+        page = pages.close(query) if close else pages.stripe(query)
+        # The quota header goes right after the status line: the page bytes stay shared.
+        return (page[:_STATUS] + quota + page[_STATUS:] if quota else page), True
 
     return route
 
 
-async def serve(records: int, lazy: bool) -> None:
+async def serve(records: int, lazy: bool, latency: float, limit: Limit | None) -> None:
     pages = Pages(records, lazy=lazy)
-    route = make_router(pages)
+    route = make_router(pages, limit)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _Http(route), "127.0.0.1", 0)
+    server = await loop.create_server(lambda: _Http(route, latency), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     print(f"http://127.0.0.1:{port}", flush=True)
     async with server:
@@ -238,8 +413,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--lazy", action="store_true")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per API answer")
+    parser.add_argument("--rate-limit", type=float, default=None, help="requests/s per key")
+    parser.add_argument("--burst", type=int, default=None, help="default: the rate, rounded")
+    parser.add_argument("--retry-after", type=int, default=1, help="seconds, in a 429")
     args = parser.parse_args()
-    asyncio.run(serve(args.records, args.lazy))
+    limit = None
+    if args.rate_limit is not None:
+        burst = args.burst or max(1, round(args.rate_limit))
+        limit = Limit(args.rate_limit, burst, args.retry_after)
+    asyncio.run(serve(args.records, args.lazy, args.latency, limit))
 
 
 if __name__ == "__main__":
