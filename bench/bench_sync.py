@@ -15,8 +15,9 @@ threads) over 100k records of about 675 bytes, 100 a page:
 * hand-written loop: sync httpx, stdlib json, ``executemany`` upserts into SQLite (WAL,
   ``synchronous=FULL``, a commit per page: the durability statesync gives);
 * statesync: the Stripe and Close connectors, SQLiteDestination, with the SQLite state
-  store and with the Redis store (127.0.0.1:6379), 10 pages a chunk, a checkpoint after
-  every page, the full state machine.
+  store and with the Redis store (127.0.0.1:6379), 10 pages a chunk, a checkpoint with
+  every page (in the destination's transaction; the store written at each transition),
+  the full state machine.
 
 Printed per client, medians of 3 rounds: records/s, ratio to the loop of the same API
 (target >= 0.9), client CPU seconds, server CPU seconds; then the peak RSS of statesync
@@ -109,7 +110,7 @@ async def sdk_loop(url: str, db: Path) -> int:
     """The plain loop again, but fetching through the same StripeConnector (the SDK).
 
     Its ratio to statesync isolates what the engine itself costs (state machine,
-    per-page checkpoints in Redis, staging and swap) from what the SDK and an async
+    checkpoints, store writes, staging and swap) from what the SDK and an async
     HTTP stack cost compared with a bare synchronous httpx client.
     """
     conn = _plain_db(db)
