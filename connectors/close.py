@@ -75,6 +75,7 @@ from statesync.connectors._close_endpoints import (
 )
 from statesync.connectors._close_http import error_from, parse_rate_limit, read_list, retry_delay
 from statesync.connectors._close_paging import MAX_LIMIT, Plan, Position, absorb, parse_date, plan
+from statesync.connectors._http_client import default_client
 from statesync.connectors._http_errors import map_http_error
 from statesync.errors import BadRequestError, MalformedResponseError, NoProgressError
 
@@ -128,7 +129,7 @@ class CloseConnector(BaseConnector):
         self._path = urlsplit(self._base).path
         self._skip_cap = skip_cap
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient(timeout=timeout)
+        self._client = client if client is not None else default_client(timeout)
 
     @property
     def account(self) -> str:

@@ -45,6 +45,7 @@ from statesync._models import (
 )
 from statesync._ratelimit import rate_info_from_headers
 from statesync.connector import BaseConnector, Partitioning
+from statesync.connectors._http_client import default_client
 from statesync.connectors._http_errors import map_http_error
 from statesync.connectors._rest_anchor import Anchor, absorb, key, plan
 from statesync.connectors._rest_config import (
@@ -130,7 +131,7 @@ class RESTConnector(BaseConnector):
         digest = hashlib.sha256(("\0".join((self._base, *self._creds.secrets))).encode())
         self._account = f"{name}:{digest.hexdigest()[:12]}"
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient(timeout=timeout)
+        self._client = client if client is not None else default_client(timeout)
 
     @property
     def account(self) -> str:
