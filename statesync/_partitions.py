@@ -34,9 +34,10 @@ from statesync.connector import Partitioning
 SPLIT_PAGES = 20
 """Pages, at the density a page shows, that each window cut from an open rest holds."""
 OPEN_CUTS = 2
-"""Cuts a landed page makes in a rest open on its far side, at most (each adds a window).
-That rest's size is unknown, and a window cut past the end of the records holds none
-and costs a request: the open side adds two windows a page (eight in four round trips)
+"""Cuts a landed page makes in a rest open on its far side, at most (each adds a window;
+one on the walk's first page, which says nothing of how far the records go). That
+rest's size is unknown, and a window cut past the end of the records holds none and
+costs a request: the open side adds two windows a page (eight in four round trips)
 rather than filling every free slot at once."""
 MIN_PAGES = 3
 """Pages, at that density, that every part of a split bounded rest holds at least."""
@@ -126,6 +127,8 @@ def _split(
     if not times or len(times) < len(page.records):
         return None
     step = _page_seconds(times, page_size)
+    if part.lower is None and part.upper is None:
+        parts = min(parts, 2)  # the walk's first page: nothing says the records go further
     if newest_first:
         edge = int(min(times))  # what is left: [lower, edge]
         span = None if part.lower is None else edge + 1 - part.lower

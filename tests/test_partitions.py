@@ -51,31 +51,36 @@ STEP = 99
 
 
 def test_an_open_rest_adds_open_cuts_windows_a_page() -> None:
-    """Two cuts of SPLIT_PAGES pages a landed page (one split a page added one window):
-    the open side reaches eight windows in four round trips, and past the end of the
-    records it wastes a request or two, not seven."""
-    parts = land([Partition()], TimeWindow(), page_of(range(T, T - PAGE, -1)))
-    assert OPEN_CUTS == 2 and len(parts) == 3
-    near, cut, rest = parts
-    assert near.cursor == f"r{T - 99}" and near.upper is None
+    """The walk's first page cuts once (the records may end within the near part); then
+    each page of the window open below cuts twice, SPLIT_PAGES pages apart (one split a
+    page added one window): eight windows in four round trips, and past the end of the
+    records a request or two wasted, not seven."""
+    first = land([Partition()], TimeWindow(), page_of(range(T, T - PAGE, -1)))
     width = int(STEP * SPLIT_PAGES)
-    assert near.lower == T - 99 + 1 - width  # the near part keeps SPLIT_PAGES pages too
-    assert (cut.lower, cut.upper, cut.cursor) == (near.lower - width, near.lower, None)
+    near, rest = first
+    assert near == Partition(lower=T - 99 + 1 - width, cursor=f"r{T - 99}", records=PAGE)
+    assert rest == Partition(lower=None, upper=near.lower)
+    top = (rest.upper or 0) - 1
+    parts = land(first, rest.window, page_of(range(top, top - PAGE, -1)))
+    assert OPEN_CUTS == 2 and len(parts) == 4
+    _, walked, cut, rest = parts
+    assert walked.cursor == f"r{top - 99}" and walked.upper == near.lower
+    assert walked.lower == top - 99 + 1 - width  # keeps SPLIT_PAGES pages
+    assert (cut.lower, cut.upper, cut.cursor) == (walked.lower - width, walked.lower, None)
     assert rest == Partition(lower=None, upper=cut.lower)
     contiguous(parts)
-    # The open rest's first page: two more windows, the one beyond them open again.
-    top = (rest.upper or 0) - 1
-    again = land(parts, rest.window, page_of(range(top, top - PAGE, -1)))
-    assert len(again) == 5 and again[-1].lower is None
-    contiguous(again)
 
 
 def test_oldest_first_cuts_towards_the_newest() -> None:
-    parts = land([Partition()], TimeWindow(), page_of(range(T, T + PAGE)), OLDEST)
+    first = land([Partition()], TimeWindow(), page_of(range(T, T + PAGE)), OLDEST)
     width = int(STEP * SPLIT_PAGES)
-    near, cut, rest = parts
+    near, rest = first
     assert near.lower is None and near.upper == T + 99 + width
-    assert (cut.lower, cut.upper) == (near.upper, near.upper + width)
+    bottom = rest.lower or 0
+    parts = land(first, rest.window, page_of(range(bottom, bottom + PAGE)), OLDEST)
+    _, walked, cut, rest = parts
+    assert walked.upper == bottom + 99 + width
+    assert (cut.lower, cut.upper) == (walked.upper, (walked.upper or 0) + width)
     assert rest == Partition(lower=cut.upper, upper=None)
     contiguous(parts)
 
