@@ -44,17 +44,18 @@ Measured on the 2-core box, shared with other sessions (load average 1.4 at the 
 * close offset: 94.6 % of the ceiling (96.5 % of the limit in requests: 510 requests,
   the planned offsets re-read a record a page), no 429s; CPU of a 5.3 s run: client
   2.9 s, server 0.18 s. That is the budget's pace: (510 - 10) / 95 = 5.26 s.
-* stripe windows: 92.4 % (94.2 % of the limit: 510 requests for 500 pages' records), no
-  429s; client 2.0 s, server 0.17 s; 92.2-92.4 % in every round of three invocations
-  (load 0.6-0.9). About 29 windows, three of them cut past the oldest record (empty):
-  a landed page cuts up to two windows of 20 pages from the window still open towards
-  the oldest records, bounded windows leave splitting to it while it lives, and a
-  bounded rest is cut into equal parts of 3 pages or more. Before that
+* stripe windows: 91.4 % (93.6 % of the limit: 512 requests for 500 pages' records), no
+  429s; client 2.6 s, server 0.26 s; medians 91.2-91.7 % over three invocations (load
+  1.5-2.5, other sessions' benchmarks running). About 30 windows, two to four of them
+  cut past the oldest record (empty): the walk's first page cuts the list once, each
+  later page of the window still open towards the oldest records cuts two windows of 20
+  pages from it (1, 2, 4, 6, 8 windows), bounded windows leave splitting to it while it
+  lives, and a bounded rest is cut into equal parts of 3 pages or more. Before that
   (``statesync/_partitions.py`` halving any rest under 20 pages whenever a slot was
   free): 84.6 %, about a hundred windows and 537-555 requests, each window ending with a
-  partial page. What is left: the budget's pace ((510 - 10) / 95 = 5.26 s of the 5.41),
-  the ten requests beyond 500 (the windows' partial pages), the ramp to eight windows
-  (four round trips), the drain at the chunk ends (2 s target) and the tail.
+  partial page. What is left: the budget's pace ((512 - 10) / 95 = 5.28 s of the 5.47),
+  the 12 requests beyond 500 (the windows' partial pages), the ramp to eight windows
+  (four round trips after the first), the drain at the chunk ends (2 s target), the tail.
 * three entities: 92.3 % of the shared ceiling (95.5 % of the limit), no 429s; client
   4.5 s, server 0.23 s for 6.5 s.
 * zero latency: concurrent / plain loop 0.70, concurrent / sequential statesync 0.68
