@@ -13,11 +13,12 @@ ck)``. Nothing is fetched twice, nothing is skipped, whatever the ties at ``edge
 
 Every window ends with a partial page, a whole request for less than a page's records,
 so the cuts keep windows few and large: a rest open on its far side (its size unknown)
-is cut at up to :data:`OPEN_CUTS` times :data:`SPLIT_PAGES` pages apart, what lies
-beyond the last cut staying open; a bounded rest is cut into equal parts of
-:data:`MIN_PAGES` pages at least, as many as the free slots take; and while a window
-open on its far side is live, bounded windows leave splitting to it (its next page cuts
-fresh windows of full size where a bounded rest would leave small ones).
+is cut at up to :data:`OPEN_CUTS` times (once on the walk's first page)
+:data:`SPLIT_PAGES` pages apart, what lies beyond the last cut staying open; a bounded
+rest is cut into equal parts of :data:`MIN_PAGES` pages at least, as many as the free
+slots take; and while a window open on its far side is live, bounded windows leave
+splitting to it (its next page cuts fresh windows of full size where a bounded rest
+would leave small ones).
 """
 
 from __future__ import annotations
