@@ -44,14 +44,18 @@ Measured on the 2-core box, shared with other sessions (load average 1.4 at the 
 * close offset: 94.6 % of the ceiling (96.5 % of the limit in requests: 510 requests,
   the planned offsets re-read a record a page), no 429s; CPU of a 5.3 s run: client
   2.9 s, server 0.18 s. That is the budget's pace: (510 - 10) / 95 = 5.26 s.
-* stripe windows: 84.6 % (93.9 % of the limit), no 429s; client 2.5 s, server 0.21 s;
-  84-87 % over four invocations. Below the target, and not for pacing: 537-555 requests
-  for 500 pages' records. The windows fragment (about a hundred windows for 500 pages:
-  whenever fewer than ``pages_in_flight`` run, a landed page splits its window, halving
-  any rest under 20 pages) and each ends with a partial page, 8-10 % of the requests; at
-  95 requests/s that caps records/s near 87 % of the ceiling, and the ramp from one
-  window to eight and the tail with few windows cost 1-3 points more. The fix is in
-  ``statesync/_partitions.py`` (how small a split may leave a window), not the budget.
+* stripe windows: 91.4 % (93.6 % of the limit: 512 requests for 500 pages' records), no
+  429s; client 2.6 s, server 0.26 s; medians 91.2-91.7 % over three invocations (load
+  1.5-2.5, other sessions' benchmarks running). About 30 windows, two to four of them
+  cut past the oldest record (empty): the walk's first page cuts the list once, each
+  later page of the window still open towards the oldest records cuts two windows of 20
+  pages from it (1, 2, 4, 6, 8 windows), bounded windows leave splitting to it while it
+  lives, and a bounded rest is cut into equal parts of 3 pages or more. Before that
+  (``statesync/_partitions.py`` halving any rest under 20 pages whenever a slot was
+  free): 84.6 %, about a hundred windows and 537-555 requests, each window ending with a
+  partial page. What is left: the budget's pace ((512 - 10) / 95 = 5.28 s of the 5.47),
+  the 12 requests beyond 500 (the windows' partial pages), the ramp to eight windows
+  (four round trips after the first), the drain at the chunk ends (2 s target), the tail.
 * three entities: 92.3 % of the shared ceiling (95.5 % of the limit), no 429s; client
   4.5 s, server 0.23 s for 6.5 s.
 * zero latency: concurrent / plain loop 0.70, concurrent / sequential statesync 0.68
