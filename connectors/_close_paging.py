@@ -161,10 +161,10 @@ def absorb(
     first = str(items[0]["id"]) if items else None
     asked = Ask(plan_.skip, plan_.limit, plan_.overlaps)
     echo = echoes(pos.head, pos.echo, asked, first, described)
-    if plan_.overlaps and (not items or not pos.is_seen(items[0], key)):
+    test = seen_test(pos.last, pos.seen, _ordering(key))
+    if plan_.overlaps and (not items or not test(items[0])):
         # Offsets shifted under us: restart from the last date handed out.
         return Absorbed((), pos.reopened(processed), True)
-    test = seen_test(pos.last, pos.seen, _ordering(key))
     fresh = tuple(item for item in items if not test(item))
     head = first if plan_.skip == 0 and first is not None else pos.head
     after = attrs.evolve(pos.after(fresh, key, plan_.skip + len(items)), head=head, echo=echo)

@@ -25,6 +25,8 @@ from attrs import frozen
 
 from statesync._converter import dumps, loads
 from statesync._models import EntityRecord, FetchState
+from statesync.connector import BaseConnector
+from statesync.destination import CheckpointingDestination, Destination
 from statesync.errors import StoreError
 
 _log = logging.getLogger("statesync")
@@ -53,6 +55,16 @@ class PageCheckpoint:
             "watermark": self.watermark,
             "attempts": 0,
         }
+
+
+def keeper(connector: BaseConnector, destination: Destination) -> CheckpointingDestination | None:
+    """``destination`` when a chunk's pages carry their checkpoint into its transactions:
+    it keeps checkpoints and the connector's walk can resume from one."""
+    if connector.supports_resumable_fetching() and isinstance(
+        destination, CheckpointingDestination
+    ):
+        return destination
+    return None
 
 
 def encode(rec: EntityRecord) -> str:

@@ -19,7 +19,7 @@ import attrs
 from attrs import frozen
 
 from statesync._budget import RateBudget
-from statesync._checkpoint import decode
+from statesync._checkpoint import decode, keeper
 from statesync._failpoints import crash_point
 from statesync._internal import as_internal, bug_details
 from statesync._machine import next_state
@@ -35,7 +35,7 @@ from statesync._models import (
 from statesync._pipeline import Pipeline, partitioning_for
 from statesync._policy import ChunkPolicy, RetryPolicy
 from statesync.connector import BaseConnector
-from statesync.destination import CheckpointingDestination, Destination
+from statesync.destination import Destination
 from statesync.errors import ConnectorError
 from statesync.events import (
     ChunkFinished,
@@ -307,11 +307,10 @@ async def _adopt_checkpoint(
     """Take the position the destination committed after the store's last save, if any
     (the process stopped mid-chunk): its pages are written, so they are not fetched again."""
     rec = run.rec
-    if rec.state is not SyncState.FETCHING or not connector.supports_resumable_fetching():
+    keeps = keeper(connector, destination) if rec.state is SyncState.FETCHING else None
+    if keeps is None:
         return
-    if not isinstance(destination, CheckpointingDestination):
-        return
-    raw = await destination.read_checkpoint(rec.destination_job, rec.entity)
+    raw = await keeps.read_checkpoint(rec.destination_job, rec.entity)
     found = decode(raw, rec)
     if found is not None and found.fetch_state != rec.fetch_state:
         await run.save(**found.changes())

@@ -32,7 +32,7 @@ import attrs
 
 from statesync import _partitions
 from statesync._budget import RateBudget
-from statesync._checkpoint import encode
+from statesync._checkpoint import encode, keeper
 from statesync._failpoints import crash_point
 from statesync._internal import internal_error
 from statesync._models import FetchState, Page, PageRequest, RateInfo, TimeWindow
@@ -87,9 +87,7 @@ class Pipeline:
     """The destination, when pages carry their checkpoint into its transaction."""
 
     def __attrs_post_init__(self) -> None:
-        keeps = self.connector.supports_resumable_fetching()
-        dest = self.destination
-        self.checkpoints = dest if keeps and isinstance(dest, CheckpointingDestination) else None
+        self.checkpoints = keeper(self.connector, self.destination)
 
     # -- shared ---------------------------------------------------------------------
 

@@ -454,11 +454,15 @@ class PostgresDestination:
 
         async def work(conn: _Conn) -> None:
             await conn.execute(self._sql("DROP TABLE IF EXISTS {}", stage))
-            await conn.execute(self._sql(_DROP_PENDING), (key, entity))
-            await conn.execute(self._sql(_DROP_CHECKPOINT), (key, entity))
+            await self._forget(conn, key, entity)
             await conn.execute(self._sql(_UNREGISTER), (key, entity))
 
         await self._run(work, write=True, what=f"cannot discard {entity!r}")
+
+    async def _forget(self, conn: _Conn, key: str, entity: str) -> None:
+        """Drop what a job keeps beside its pages: its pending mark and its checkpoint."""
+        await conn.execute(self._sql(_DROP_PENDING), (key, entity))
+        await conn.execute(self._sql(_DROP_CHECKPOINT), (key, entity))
 
     async def inspect(self, job_id: str, entity: str) -> StagingCheck:
         validate_entity(entity)
@@ -504,9 +508,7 @@ class PostgresDestination:
             await conn.execute(self._sql("DROP TABLE IF EXISTS {}", staged.table))
             await conn.execute(self._sql(forget), (staged.table,))
             if staged.job is not None and staged.entity is not None:
-                owner = (job_key(staged.job), staged.entity)
-                await conn.execute(self._sql(_DROP_PENDING), owner)
-                await conn.execute(self._sql(_DROP_CHECKPOINT), owner)
+                await self._forget(conn, job_key(staged.job), staged.entity)
 
         await self._run(work, write=True, what=f"cannot drop {staged.table!r}")
 

@@ -355,7 +355,6 @@ class SQLiteDestination:
             def publish(conn: sqlite3.Connection) -> None:
                 _check_fence(conn, key, entity, fence)
                 _publish(conn, key, entity, _PUBLISH_MAX)
-                conn.execute(_DROP_CHECKPOINT, (key, entity))
 
             await self._write(publish)
             return
@@ -364,7 +363,6 @@ class SQLiteDestination:
         def work(conn: sqlite3.Connection) -> None:
             _check_fence(conn, key, entity, fence)
             _swap(conn, key, entity, stage)
-            conn.execute(_DROP_CHECKPOINT, (key, entity))
             crash_point("in_finalize")  # swapped inside the transaction, not committed
 
         await self._write(work)
@@ -375,8 +373,7 @@ class SQLiteDestination:
 
         def work(conn: sqlite3.Connection) -> None:
             conn.execute(f"DROP TABLE IF EXISTS {quote(stage)}")
-            conn.execute(_DROP_PENDING, (key, entity))
-            conn.execute(_DROP_CHECKPOINT, (key, entity))
+            _forget(conn, key, entity)
             conn.execute(_UNREGISTER, (key, entity))
 
         await self._write(work)
@@ -416,8 +413,7 @@ class SQLiteDestination:
             conn.execute(f"DROP TABLE IF EXISTS {quote(table)}")
             conn.execute("DELETE FROM _statesync_staging WHERE table_name = ?", (table,))
             if staged.job is not None and staged.entity is not None:
-                conn.execute(_DROP_PENDING, (job_key(staged.job), staged.entity))
-                conn.execute(_DROP_CHECKPOINT, (job_key(staged.job), staged.entity))
+                _forget(conn, job_key(staged.job), staged.entity)
 
         await self._write(work)
 
@@ -454,11 +450,18 @@ class SQLiteDestination:
 
 
 def _publish(conn: sqlite3.Connection, key: str, entity: str, sql: str) -> None:
-    """Move the job's pending mark to the published one (``sql`` says how)."""
+    """Move the job's pending mark to the published one (``sql`` says how); the job's
+    walk is over, so its checkpoint goes too."""
     row = conn.execute(_GET_PENDING, (key, entity)).fetchone()
     if row is not None:
         conn.execute(sql, (entity, row[0]))
-        conn.execute(_DROP_PENDING, (key, entity))
+    _forget(conn, key, entity)
+
+
+def _forget(conn: sqlite3.Connection, key: str, entity: str) -> None:
+    """Drop what a job keeps beside its pages: its pending mark and its checkpoint."""
+    conn.execute(_DROP_PENDING, (key, entity))
+    conn.execute(_DROP_CHECKPOINT, (key, entity))
 
 
 def _begin_now(conn: sqlite3.Connection) -> bool:
